@@ -1,0 +1,1 @@
+"""dqnkit.adapters: environments, the training loop, checkpoints, logs and the CLI."""

@@ -1,0 +1,171 @@
+"""Uniform experience replay as a ring buffer of pre-allocated tensors.
+
+See "Human-level control through deep reinforcement learning" by Mnih et al.
+(https://www.nature.com/articles/nature14236), section "Methods: experience replay".
+
+The buffer is three pure functions over an explicit :class:`ReplayState`:
+
+- :func:`init` allocates one tensor per :class:`Transition` field, ``[capacity, *shape]``;
+- :func:`add` writes rows into that storage *in place* (the one mutation the core allows:
+  the storage is pre-allocated so that adding never allocates) and returns the new state;
+- :func:`sample` draws a batch uniformly with replacement using only the caller's generator.
+
+The index arithmetic lives apart from the write, in :func:`write_segments`, so it can be
+tested against a plain model of a bounded FIFO.
+"""
+
+from typing import NamedTuple
+
+import torch
+from dqnkit.core.transition import Transition
+
+__all__ = ["ReplayState", "add", "init", "sample", "write_segments"]
+
+
+class ReplayState(NamedTuple):
+    """A ring buffer's storage and position.
+
+    Attributes:
+      storage: a :class:`Transition` of tensors with leading dimension ``capacity``.
+      cursor: the row the next write goes to, in ``[0, capacity)``.
+      size: how many rows hold data, in ``[0, capacity]``.
+    """
+
+    storage: Transition
+    cursor: int
+    size: int
+
+    @property
+    def capacity(self) -> int:
+        """The number of rows the storage holds."""
+        return int(self.storage.obs.shape[0])
+
+
+def init(
+    capacity: int, example: Transition, device: torch.device | str | None = None
+) -> ReplayState:
+    """Allocates an empty buffer for rows shaped and typed like ``example``.
+
+    Args:
+      capacity: the number of rows kept; older rows are overwritten first.
+      example: one row (no leading dimension), e.g. ``obs: [4] float32, action: [] int64``.
+      device: where the storage lives; ``example``'s device when None.
+
+    Returns:
+      A state with ``cursor == size == 0`` and uninitialised storage.
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+    if not isinstance(example, Transition):
+        raise ValueError(f"example must be a Transition, got {type(example).__name__}")
+    storage = Transition(
+        *(
+            torch.empty(
+                (capacity, *field.shape),
+                dtype=field.dtype,
+                device=field.device if device is None else device,
+            )
+            for field in example
+        )
+    )
+    return ReplayState(storage=storage, cursor=0, size=0)
+
+
+def write_segments(cursor: int, count: int, capacity: int) -> list[tuple[int, int, int]]:
+    """Where ``count`` new rows land in a ring of ``capacity`` rows whose next write is ``cursor``.
+
+    Rows that would be overwritten within the same write are skipped: only the last
+    ``min(count, capacity)`` rows are written.
+
+    Returns:
+      Up to two ``(dst_start, src_start, length)`` slices, in write order.
+    """
+    kept = min(count, capacity)
+    src = count - kept
+    dst = (cursor + src) % capacity
+    first = min(kept, capacity - dst)
+    segments = [(dst, src, first)] if first else []
+    if kept > first:
+        segments.append((0, src + first, kept - first))
+    return segments
+
+
+def add(state: ReplayState, rows: Transition) -> ReplayState:
+    """Writes a batch of rows into the storage, in place, and returns the advanced state.
+
+    Args:
+      state: the buffer; its storage tensors are written in place.
+      rows: a :class:`Transition` of tensors ``[N, *field_shape]`` for any ``N >= 0`` (more than
+        the capacity is fine: only the newest ``capacity`` rows are kept).
+
+    Returns:
+      The state with ``cursor = (cursor + N) % capacity`` and ``size = min(size + N, capacity)``.
+
+    Raises:
+      ValueError: a field's trailing shape differs from the storage's, the fields disagree on
+        ``N``, or a dtype cannot be stored without changing kind (float into an integer field).
+    """
+    count = _check_rows(state.storage, rows)
+    capacity = state.capacity
+    for dst, src, length in write_segments(state.cursor, count, capacity):
+        for stored, new in zip(state.storage, rows, strict=True):
+            stored[dst : dst + length].copy_(new[src : src + length])
+    return ReplayState(
+        storage=state.storage,
+        cursor=(state.cursor + count) % capacity,
+        size=min(state.size + count, capacity),
+    )
+
+
+def sample(state: ReplayState, batch_size: int, generator: torch.Generator) -> Transition:
+    """Draws ``batch_size`` rows uniformly, with replacement, among the written rows.
+
+    Args:
+      state: the buffer; only its first ``size`` rows are ever read.
+      batch_size: the number of rows ``B`` to draw.
+      generator: the only source of randomness; the same seed gives the same batch.
+
+    Returns:
+      A :class:`Transition` of fresh tensors ``[B, *field_shape]`` with the stored dtypes.
+    """
+    if state.size == 0:
+        raise ValueError("cannot sample from an empty replay buffer (size 0)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    # Rows [0, size) are exactly the written ones: writes start at row 0 and wrap only once full.
+    index = torch.randint(
+        0, state.size, (batch_size,), generator=generator, device=generator.device
+    )
+    storage = state.storage
+    if index.device != storage.obs.device:
+        index = index.to(storage.obs.device)
+    return Transition(*(field.index_select(0, index) for field in storage))
+
+
+def _check_rows(storage: Transition, rows: Transition) -> int:
+    """Checks ``rows`` against ``storage`` field by field and returns their common count."""
+    if not isinstance(rows, Transition):
+        raise ValueError(f"rows must be a Transition, got {type(rows).__name__}")
+    count: int | None = None
+    for name, stored, new in zip(Transition._fields, storage, rows, strict=True):
+        if not isinstance(new, torch.Tensor):
+            raise ValueError(f"rows.{name} must be a tensor, got {type(new).__name__}")
+        if new.dim() == 0 or new.shape[1:] != stored.shape[1:]:
+            raise ValueError(
+                f"rows.{name} has shape {tuple(new.shape)}, expected [N, "
+                f"*{tuple(stored.shape[1:])}] to match the storage's {tuple(stored.shape)}"
+            )
+        if not torch.can_cast(new.dtype, stored.dtype):
+            raise ValueError(
+                f"rows.{name} has dtype {new.dtype}, which cannot be stored in the "
+                f"storage's {stored.dtype} without loss"
+            )
+        if count is None:
+            count = int(new.shape[0])
+        elif new.shape[0] != count:
+            raise ValueError(
+                f"rows.{name} has {new.shape[0]} rows but rows.obs has {count}; "
+                "every field needs the same leading dimension"
+            )
+    assert count is not None  # Transition always has fields
+    return count
