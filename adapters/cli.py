@@ -1,22 +1,47 @@
-"""The ``dqnkit`` command line."""
+"""The ``dqnkit`` command line: ``train``, ``evaluate``, ``export``, ``play``.
+
+Each command module offers ``add_parser(subparsers)``, which registers the command with a
+``handler(args) -> int``. Bad input raises :class:`CommandError`, printed here as one line.
+"""
 
 import argparse
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import NoReturn
+
+from dqnkit.adapters.errors import CommandError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line: ``dqnkit: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dqnkit", description="Deep Q-Networks for PyTorch: train, evaluate, export, play."
+    parser = _Parser(
+        prog="dqnkit",
+        description="Deep Q-Networks for PyTorch: train, evaluate, export and play policies.",
     )
     parser.add_argument("--version", action="version", version=f"dqnkit {version('dqnkit')}")
+    parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args))
+    except CommandError as error:
+        print(f"dqnkit: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
