@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
+from dqnkit.adapters import train_cli
 from dqnkit.adapters.errors import CommandError
 
 
@@ -26,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep Q-Networks for PyTorch: train, evaluate, export and play policies.",
     )
     parser.add_argument("--version", action="version", version=f"dqnkit {version('dqnkit')}")
-    parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    train_cli.add_train_parser(commands)
+    train_cli.add_evaluate_parser(commands)
     return parser
 
 

@@ -1,0 +1,271 @@
+"""Training end to end: files, determinism, kill-and-resume, Ctrl-C, and bad input."""
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from dqnkit.adapters import TrainConfig, evaluate, train
+from dqnkit.adapters.cli import main
+from dqnkit.adapters.config import config_for
+from dqnkit.adapters.envs import make_env
+from dqnkit.adapters.evaluation import run_episodes
+from dqnkit.export.weights import load_weights
+from safetensors.torch import load_file
+
+STEPS = 3_000
+
+
+def short_config(out: Path, **overrides: Any) -> TrainConfig:
+    """CartPole's preset, shortened to a few seconds."""
+    values: dict[str, Any] = {
+        "total_steps": STEPS,
+        "learning_starts": 500,
+        "train_every": 64,
+        "gradient_steps": 32,
+        "epsilon_steps": 1_500,
+        "checkpoint_every": 1_000,
+        "eval_every": 0,
+        "final_eval_episodes": 10,
+        "out": str(out),
+    }
+    values.update(overrides)
+    return config_for("CartPole-v1", **values)
+
+
+def cli_args(out: Path, *extra: str) -> list[str]:
+    cfg = short_config(out)
+    return [
+        "train",
+        "CartPole-v1",
+        "--quiet",
+        "--out",
+        str(out),
+        "--steps",
+        str(cfg.total_steps),
+        "--learning-starts",
+        "500",
+        "--train-every",
+        "64",
+        "--gradient-steps",
+        "32",
+        "--epsilon-steps",
+        "1500",
+        "--checkpoint-every",
+        "1000",
+        "--eval-every",
+        "0",
+        "--final-eval-episodes",
+        "10",
+        *extra,
+    ]
+
+
+def comparable_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        del row["sps"]  # wall-clock dependent
+    return rows
+
+
+def weights_of(run_dir: Path) -> dict[str, bytes]:
+    return {k: v.numpy().tobytes() for k, v in load_file(run_dir / "policy.safetensors").items()}
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    result = train(short_config(tmp_path_factory.mktemp("ref")), quiet=True)
+    return result.run_dir
+
+
+def test_training_writes_its_files_and_beats_random(reference_run: Path) -> None:
+    run = reference_run
+    config = json.loads((run / "config.json").read_text())
+    assert config["env_id"] == "CartPole-v1"
+    assert config["total_steps"] == STEPS
+    rows = comparable_metrics(run)
+    assert list(rows[0]) == [
+        "step",
+        "episode",
+        "episode_return",
+        "episode_length",
+        "epsilon",
+        "td_loss",
+    ]
+    assert [int(r["episode"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert sum(int(r["episode_length"]) for r in rows) <= STEPS
+    assert (run / "returns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        sorted(p.name for p in (run / "checkpoints").iterdir())
+        == [
+            "step-0000002000.safetensors",
+            "step-0000003000.safetensors",
+        ][-3:]
+        or len(list((run / "checkpoints").iterdir())) <= 3
+    )
+    _, spec = load_weights(run / "policy.safetensors")
+    assert (spec.env_id, spec.obs_shape, spec.obs_dtype, spec.n_actions) == (
+        "CartPole-v1",
+        (4,),
+        "float32",
+        2,
+    )
+    assert spec.action_meanings == ["push left", "push right"]
+    assert spec.train_steps == STEPS
+
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    rng = np.random.default_rng(0)
+    random_policy = run_episodes(
+        lambda obs: rng.integers(0, 2, size=len(obs)),
+        lambda: make_env("CartPole-v1"),
+        episodes=50,
+        seed=123,
+    )
+    # A uniformly random policy balances CartPole for about 22 steps.
+    assert random_policy.mean_return < 30
+    assert evaluation["mean_return"] > 2 * random_policy.mean_return
+
+
+def test_same_seed_same_run_bit_for_bit(reference_run: Path, tmp_path: Path) -> None:
+    again = train(short_config(tmp_path), quiet=True).run_dir
+    assert comparable_metrics(again) == comparable_metrics(reference_run)
+    assert weights_of(again) == weights_of(reference_run)
+    other_seed = train(short_config(tmp_path, seed=1, total_steps=1_000), quiet=True).run_dir
+    assert (
+        comparable_metrics(other_seed)
+        != comparable_metrics(reference_run)[: len(comparable_metrics(other_seed))]
+    )
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dqnkit.adapters.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def wait_for(path_glob: str, folder: Path, proc: subprocess.Popen[str]) -> Path:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob(path_glob))
+        if found:
+            return found[0]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"{path_glob} never appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    proc = run_cli(*cli_args(tmp_path))
+    wait_for("*/checkpoints/step-0000001000.safetensors", tmp_path, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "policy.safetensors").exists(), "killed too late to test resume"
+
+    resumed = run_cli("train", "--resume", str(run_dir), "--quiet")
+    _, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert comparable_metrics(run_dir) == comparable_metrics(reference_run)
+    assert weights_of(run_dir) == weights_of(reference_run)
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    proc = run_cli(*cli_args(tmp_path))
+    wait_for("*/checkpoints/step-0000001000.safetensors", tmp_path, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "dqnkit train --resume" in out
+
+
+def test_corrupted_checkpoint_is_refused_and_nothing_is_overwritten(
+    reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for p in reference_run.rglob("*"):
+        if p.is_file():
+            dest = run_dir / p.relative_to(reference_run)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(p.read_bytes())
+    latest = sorted((run_dir / "checkpoints").iterdir())[-1]
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    before = tree_digest(run_dir)
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "truncated or corrupted" in err
+    assert tree_digest(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "NoSuchEnv-v9"], "cannot make environment 'NoSuchEnv-v9'"),
+        (["train", "Pendulum-v1"], "Discrete action spaces only"),
+        (["train", "CartPole-v1", "--steps", "0"], "--steps must be positive"),
+        (["train", "CartPole-v1", "--no-such-option"], "unrecognized arguments"),
+        (["train"], "needs an ENV_ID"),
+        (["train", "--resume", "/nonexistent/run"], "not a run directory"),
+        (["evaluate", "/nonexistent/run"], "no such run directory or weights file"),
+    ],
+)
+def test_bad_input_is_one_line_and_a_nonzero_exit(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = int(exit_.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1, err
+
+
+def test_run_dir_without_checkpoint_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(short_config(tmp_path).to_json())
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_evaluate_prints_json(reference_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(reference_run), "--episodes", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 3
+    assert len(result["returns"]) == 3
+    assert result["mean_return"] == pytest.approx(np.mean(result["returns"]))
+    python_api = evaluate(reference_run, episodes=3, seed=result["seed"])
+    assert python_api.returns == result["returns"]
