@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
-from dqnkit.adapters import train_cli
+from dqnkit.adapters import deploy_cli, train_cli
 from dqnkit.adapters.errors import CommandError
 
 
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     train_cli.add_train_parser(commands)
     train_cli.add_evaluate_parser(commands)
+    deploy_cli.add_export_parser(commands)
+    deploy_cli.add_play_parser(commands)
     return parser
 
 

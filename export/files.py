@@ -8,7 +8,7 @@ from pathlib import Path
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
     """Calls ``write(tmp)`` on a temporary file beside ``path``, fsyncs it, then renames it over
     ``path``. If ``write`` raises, the temporary file is removed and ``path`` is untouched.
     """

@@ -14,7 +14,7 @@ class ScriptedEnv(gym.Env[np.ndarray, int]):
     terminate, odd ones are truncated (a time limit), so both kinds of ending occur."""
 
     observation_space = gym.spaces.Box(-1e6, 1e6, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.Discrete(2)  # type: ignore[assignment]
 
     def __init__(self) -> None:
         self.episode = -1

@@ -1,0 +1,162 @@
+"""``dqnkit export`` and ``dqnkit play`` end to end, and their one-line refusals."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from dqnkit.adapters import deploy_cli
+from dqnkit.adapters.errors import CommandError
+
+from tests.test_export import save_cartpole_weights
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    return subprocess.run(
+        [sys.executable, "-m", "dqnkit.adapters.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def parse(*args: str) -> argparse.Namespace:
+    """The two commands on a parser of their own, as adapters/cli.py registers them."""
+    parser = argparse.ArgumentParser(prog="dqnkit")
+    commands = parser.add_subparsers()
+    deploy_cli.add_export_parser(commands)
+    deploy_cli.add_play_parser(commands)
+    return parser.parse_args(args)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    save_cartpole_weights(run / "policy.safetensors", seed=5)
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir: Path) -> Path:
+    done = run_cli("export", str(run_dir), "--episodes", "2", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert "policy.onnx  (onnx, max |dq|" in done.stdout
+    return run_dir / "export"
+
+
+def greedy_returns(run_dir: Path, *, episodes: int, seed: int) -> list[float]:
+    """The returns of the PyTorch network itself, as play computes them."""
+    from dqnkit.export.weights import load_weights
+
+    network, _ = load_weights(run_dir / "policy.safetensors")
+    env = gym.make("CartPole-v1")
+    act = deploy_cli._torch_act(network)
+    try:
+        return deploy_cli.play_episodes(env, act, episodes=episodes, seed=seed)
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+def test_export_command_writes_verified_artifacts_with_episode_observations(exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "policy.export.json",
+        "policy.onnx",
+        "policy.pt",
+        "policy.pt2",
+    ]
+    report = json.loads((exported / "policy.export.json").read_text())
+    assert report["observations"]["episodes"]["count"] > 10
+    for entry in report["formats"].values():
+        assert {c["observations"] for c in entry["checks"]} == {"sampled", "episodes"}
+        assert all(c["ok"] for c in entry["checks"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["policy.onnx", "policy.pt", "policy.pt2"])
+def test_play_gives_the_returns_of_the_pytorch_network(
+    exported: Path, run_dir: Path, name: str
+) -> None:
+    done = run_cli("play", str(exported / name), "--episodes", "3", "--seed", "7", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    expected = greedy_returns(run_dir, episodes=3, seed=7)
+    assert result["returns"] == expected
+    assert result["episodes"] == 3
+    assert result["env_id"] == "CartPole-v1"
+    assert result["mean_return"] == pytest.approx(np.mean(expected))
+    assert result["std_return"] == pytest.approx(np.std(expected))
+
+
+@pytest.mark.slow
+def test_play_text_output_and_cli_refusals(exported: Path, tmp_path: Path) -> None:
+    done = run_cli("play", str(exported / "policy.onnx"), "--episodes", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "CartPole-v1: 2 episodes of policy.onnx (seed 0)"
+    assert done.stdout.splitlines()[1].startswith("return ")
+    done = run_cli("play", str(tmp_path / "missing.onnx"))
+    assert done.returncode == 2
+    assert done.stderr == f"dqnkit: error: {tmp_path / 'missing.onnx'}: no such file\n"
+
+
+def test_play_refuses_unknown_extension_missing_file_and_mismatched_env(
+    exported_in_process: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "policy.tflite").write_bytes(b"x")
+    with pytest.raises(CommandError, match=r"unknown artifact type '\.tflite'"):
+        deploy_cli.play_command(parse("play", str(tmp_path / "policy.tflite")))
+    with pytest.raises(CommandError, match="no such file"):
+        deploy_cli.play_command(parse("play", str(tmp_path / "gone.pt")))
+    (tmp_path / "fake.pt").write_bytes(b"not torchscript")
+    with pytest.raises(CommandError, match="not a dqnkit torchscript policy"):
+        deploy_cli.play_command(parse("play", str(tmp_path / "fake.pt")))
+    onnx_file = str(exported_in_process / "policy.onnx")
+    with pytest.raises(CommandError, match=r"Acrobot-v1 observations have shape \(6,\)"):
+        deploy_cli.play_command(parse("play", onnx_file, "--env", "Acrobot-v1"))
+    with pytest.raises(CommandError, match="cannot make environment 'NoSuchEnv-v0'"):
+        deploy_cli.play_command(parse("play", onnx_file, "--env", "NoSuchEnv-v0"))
+
+
+@pytest.fixture(scope="module")
+def exported_in_process(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("inprocess")
+    args = parse("export", str(run_dir), "--format", "onnx", "--out", str(out), "--episodes", "1")
+    assert deploy_cli.export_command(args) == 0
+    return out
+
+
+def test_play_in_process_matches_pytorch(
+    exported_in_process: Path, run_dir: Path, capsys: Any
+) -> None:
+    args = parse("play", str(exported_in_process / "policy.onnx"), "--episodes", "2", "--json")
+    assert deploy_cli.play_command(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["returns"] == greedy_returns(run_dir, episodes=2, seed=0)
+
+
+def test_export_refuses_bad_formats_and_missing_runs(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--format 'onnx,tflite'"):
+        deploy_cli.export_command(parse("export", str(run_dir), "--format", "onnx,tflite"))
+    with pytest.raises(CommandError, match="no such run directory or weights file"):
+        deploy_cli.export_command(parse("export", str(tmp_path / "nothing")))
+    with pytest.raises(CommandError, match=r"without policy\.safetensors"):
+        deploy_cli.export_command(parse("export", str(tmp_path)))
+
+
+def test_every_option_states_its_default() -> None:
+    parser = argparse.ArgumentParser(prog="dqnkit")
+    commands = parser.add_subparsers()
+    deploy_cli.add_export_parser(commands)
+    deploy_cli.add_play_parser(commands)
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert "default" in (action.help or ""), (name, action.dest)
