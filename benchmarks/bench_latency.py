@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+
 from dqnkit.core import QNetwork
 from dqnkit.export import PolicySpec, export_policy
 from dqnkit.export.artifacts import _jit_load

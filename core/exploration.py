@@ -3,6 +3,7 @@
 import math
 
 import torch
+
 from dqnkit.core._checks import check_rank, check_unit_interval
 
 __all__ = ["epsilon_greedy", "exponential_epsilon", "linear_epsilon"]

@@ -17,6 +17,7 @@ tested against a plain model of a bounded FIFO.
 from typing import NamedTuple
 
 import torch
+
 from dqnkit.core.transition import Transition
 
 __all__ = ["ReplayState", "add", "init", "sample", "write_segments"]

@@ -1,6 +1,7 @@
 """Q-learning targets and the Huber loss."""
 
 import torch
+
 from dqnkit.core._checks import check_floating, check_rank, check_unit_interval
 
 __all__ = ["huber_loss", "td_target"]

@@ -4,6 +4,7 @@ Run: .venv/bin/python examples/core_tour.py
 """
 
 import torch
+
 from dqnkit.core import (
     QNetwork,
     Transition,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import onnx
 import torch
+
 from dqnkit.export.contract import EXTRA_FILE, ONNX_METADATA_KEY
 from dqnkit.export.graph import INPUT_NAME, OUTPUT_NAMES, PolicyGraph
 

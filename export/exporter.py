@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from dqnkit.export import artifacts
 from dqnkit.export.artifacts import FORMATS, SUFFIXES, Format, rewrite_contract, runner
 from dqnkit.export.contract import ARTIFACT_VERSION
 from dqnkit.export.graph import INPUT_NAME, OUTPUT_NAMES, PolicyGraph
 from dqnkit.export.parity import Check, ParityError, check_runner, sample_observations
 from dqnkit.export.weights import PolicySpec, load_weights
-from torch import nn
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ExportResult", "export_policy", "export_weights"]
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+
 from dqnkit.export.artifacts import Format, Runner
 from dqnkit.export.contract import decode_bounds
 from dqnkit.export.graph import PolicyGraph

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from dqnkit.export.contract import ONNX_METADATA_KEY, PolicyMetadata
 
 __all__ = ["Policy", "default_session_options"]

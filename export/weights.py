@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dqnkit.core import ConvQNetwork, QNetwork
-from dqnkit.export.files import atomic_write
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from dqnkit.core import ConvQNetwork, QNetwork
+from dqnkit.export.files import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",

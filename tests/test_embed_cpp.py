@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from dqnkit.export import export_policy
 from dqnkit.export.artifacts import read_contract, runner
-
 from tests.test_export import cartpole_policy
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cpp"

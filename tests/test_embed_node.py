@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dqnkit.export import export_policy
 from dqnkit.export.runtime import Policy
-
 from tests.test_embed_cpp import parse_output
 from tests.test_export import cartpole_policy
 

@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
-from dqnkit.core import epsilon_greedy, exponential_epsilon, linear_epsilon
 from hypothesis import given
 from hypothesis import strategies as st
+
+from dqnkit.core import epsilon_greedy, exponential_epsilon, linear_epsilon
 
 
 def test_linear_epsilon_golden() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from dqnkit.core import ConvQNetwork, QNetwork
 from dqnkit.export import ParityError, PolicySpec, artifacts, export_policy, save_weights
 from dqnkit.export.artifacts import FORMATS, read_contract, runner

@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from dqnkit.core import ConvQNetwork, QNetwork, soft_update
 from torch import nn
+
+from dqnkit.core import ConvQNetwork, QNetwork, soft_update
 
 
 def test_qnetwork_shapes_and_layers() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from dqnkit.adapters import deploy_cli
 from dqnkit.adapters.errors import CommandError
-
 from tests.test_export import save_cartpole_weights
 
 

@@ -4,9 +4,10 @@ from collections import deque
 
 import pytest
 import torch
-from dqnkit.core import ReplayState, Transition, replay
 from hypothesis import given
 from hypothesis import strategies as st
+
+from dqnkit.core import ReplayState, Transition, replay
 
 
 def cartpole_row(value: float = 0.0) -> Transition:

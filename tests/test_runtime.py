@@ -10,9 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from dqnkit.export import export_policy
 from dqnkit.export.runtime import Policy, default_session_options
-
 from tests.test_export import cartpole_policy
 
 

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file
+
 from dqnkit.adapters import TrainConfig, evaluate, train
 from dqnkit.adapters.cli import main
 from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
 from dqnkit.adapters.evaluation import run_episodes
 from dqnkit.export.weights import load_weights
-from safetensors.torch import load_file
 
 STEPS = 3_000
 

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from dqnkit.core import huber_loss, td_target
 from hypothesis import given
 from hypothesis import strategies as st
+
+from dqnkit.core import huber_loss, td_target
 
 floats = st.floats(-100, 100, allow_nan=False, width=32)
 

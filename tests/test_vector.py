@@ -5,8 +5,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from dqnkit.adapters.vector import step_rows
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from dqnkit.adapters.vector import step_rows
 
 
 class ScriptedEnv(gym.Env[np.ndarray, int]):

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from dqnkit.core import ConvQNetwork, QNetwork
 from dqnkit.export.files import atomic_write
 from dqnkit.export.weights import PolicySpec, bounds_to_json, load_weights, save_weights
