@@ -25,6 +25,7 @@ __all__ = [
     "ONNX_METADATA_KEY",
     "PolicyMetadata",
     "decode_bounds",
+    "load_versioned_json",
 ]
 
 ARTIFACT_VERSION = 1
@@ -75,18 +76,7 @@ class PolicyMetadata:
         Raises:
           ValueError: not JSON, a version this dqnkit cannot read, or a missing/invalid key.
         """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"dqnkit metadata is not JSON: {error}") from error
-        if not isinstance(data, dict):
-            raise ValueError("dqnkit metadata is not a JSON object")
-        version = data.get("artifact_version")
-        if version != ARTIFACT_VERSION:
-            raise ValueError(
-                f"artifact metadata version {version!r} is not supported (this dqnkit reads "
-                f"{ARTIFACT_VERSION})"
-            )
+        data = load_versioned_json(text, key="artifact_version", version=ARTIFACT_VERSION)
         try:
             shape = tuple(int(d) for d in data["obs_shape"])
             dtype = str(data["obs_dtype"])
@@ -109,9 +99,25 @@ class PolicyMetadata:
             eval_return=None if data.get("eval_return") is None else float(data["eval_return"]),
             parity=data.get("parity"),
             dqnkit_version=str(data.get("dqnkit_version", "unknown")),
-            artifact_version=version,
+            artifact_version=ARTIFACT_VERSION,
             raw=data,
         )
+
+
+def load_versioned_json(text: str, *, key: str, version: int) -> dict[str, Any]:
+    """A JSON object whose ``key`` must equal ``version``; ValueError otherwise."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"dqnkit metadata is not JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError("dqnkit metadata is not a JSON object")
+    if data.get(key) != version:
+        raise ValueError(
+            f"dqnkit metadata {key} {data.get(key)!r} is not supported (this dqnkit reads "
+            f"{version})"
+        )
+    return data
 
 
 def decode_bounds(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -8,7 +8,7 @@ architecture and how it was trained. Loading never unpickles anything.
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dqnkit.core import ConvQNetwork, QNetwork
+from dqnkit.export.contract import load_versioned_json
 from dqnkit.export.files import atomic_write
 
 __all__ = [
@@ -71,15 +72,16 @@ class PolicySpec:
 
     @classmethod
     def from_json(cls, text: str) -> "PolicySpec":
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("policy metadata is not a JSON object")
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"policy format version {version} is not supported (this dqnkit reads "
-                f"{FORMAT_VERSION})"
-            )
+        data = load_versioned_json(text, key="format_version", version=FORMAT_VERSION)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        missing = sorted(
+            f.name
+            for f in fields(cls)
+            if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+        )
+        if unknown or missing:
+            raise ValueError(f"policy metadata has unknown keys {unknown} / lacks {missing}")
         data["obs_shape"] = tuple(data["obs_shape"])
         return cls(**data)
 

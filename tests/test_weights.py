@@ -94,3 +94,26 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> No
         atomic_write(path, write_half_then_fail)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "w.safetensors"
+    save_weights(path, QNetwork(4, 2, hidden=(16, 16)), cartpole_spec())
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('{"format_version": 99}', "format_version 99 is not supported"),
+        ('{"format_version": 1, "surprise": 1}', "unknown keys"),
+    ],
+)
+def test_bad_policy_metadata_is_a_value_error(metadata: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PolicySpec.from_json(metadata)
