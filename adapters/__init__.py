@@ -36,4 +36,6 @@ def evaluate(
     from dqnkit.export.weights import load_weights
 
     network, spec = load_weights(resolve_policy(run_dir_or_weights))
-    return evaluate_policy(network, spec.env_id, episodes=episodes, seed=seed)
+    return evaluate_policy(
+        network, spec.env_id, episodes=episodes, seed=seed, preprocessing=spec.preprocessing
+    )

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dqnkit.adapters.errors import CommandError
-from dqnkit.core import ReplayState, Transition, replay
-from dqnkit.export.files import atomic_write
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from dqnkit.adapters.errors import CommandError
+from dqnkit.core import ReplayState, Transition, replay
+from dqnkit.export.files import atomic_write
 
 __all__ = ["Checkpoint", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 

@@ -8,15 +8,16 @@ runs one artifact alone in its environment: proof that the file is the policy.
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from dqnkit.adapters.envs import make_env
+
+from dqnkit.adapters.envs import env_factory
 from dqnkit.adapters.errors import CommandError
+from dqnkit.adapters.evaluation import greedy_act, run_episodes
 from dqnkit.adapters.rundir import resolve_policy
 
 __all__ = [
@@ -126,12 +127,12 @@ def export_command(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from error
     out = args.out if args.out is not None else weights.parent / "export"
     observations = None
-    if args.episodes > 0 and spec.preprocessing is None:
-        env = make_env(spec.env_id)
+    if args.episodes > 0:
+        env = env_factory(spec.env_id, spec.preprocessing)()
         try:
             check_env_matches(env, spec.obs_shape, spec.n_actions, spec.env_id)
             observations = collect_observations(
-                env, _torch_act(network), episodes=args.episodes, seed=args.seed
+                env, greedy_act(network), episodes=args.episodes, seed=args.seed
             )
         finally:
             env.close()
@@ -164,13 +165,15 @@ def play_command(args: argparse.Namespace) -> int:
     path = Path(args.artifact)
     act, metadata = load_artifact(path)
     env_id = args.env or metadata.env_id
-    env = make_env(env_id)
+    make = env_factory(env_id, metadata.preprocessing)
+    env = make()
     try:
         check_env_matches(env, metadata.obs_shape, metadata.n_actions, env_id)
-        returns = play_episodes(env, act, episodes=args.episodes, seed=args.seed)
     finally:
         env.close()
-    mean, std = float(np.mean(returns)), float(np.std(returns))
+    # The same episodes as `dqnkit evaluate --seed` runs for the weights the artifact came from.
+    result = run_episodes(act, make, episodes=args.episodes, seed=args.seed)
+    returns, mean, std = result.returns, result.mean_return, result.std_return
     if args.json:
         print(
             json.dumps(
@@ -273,34 +276,6 @@ def collect_observations(
             obs, _, terminated, truncated, _ = env.step(action)
             done = bool(terminated or truncated)
     return np.stack(seen)
-
-
-def play_episodes(env: gym.Env[Any, Any], act: ActFn, *, episodes: int, seed: int) -> list[float]:
-    """Greedy returns of ``episodes`` episodes (reset with ``seed`` once, then without)."""
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
-        total, done = 0.0, False
-        while not done:
-            action = int(act(np.asarray(obs)[None])[0])
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = bool(terminated or truncated)
-        if not math.isfinite(total):
-            raise CommandError(f"episode {episode} returned {total}")
-        returns.append(total)
-    return returns
-
-
-def _torch_act(network: Any) -> ActFn:
-    import torch
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            q = network(torch.from_numpy(np.ascontiguousarray(obs)))
-        return q.argmax(dim=1).numpy()  # type: ignore[no-any-return]
-
-    return act
 
 
 def _first_line(error: BaseException) -> str:

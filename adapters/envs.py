@@ -1,12 +1,14 @@
 """Making Gymnasium environments and checking they are ones DQN can drive."""
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+
 from dqnkit.adapters.errors import CommandError
 
-__all__ = ["action_meanings", "check_spaces", "make_env"]
+__all__ = ["action_meanings", "check_spaces", "env_factory", "make_env"]
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
@@ -58,3 +60,22 @@ _KNOWN_MEANINGS: dict[str, tuple[str, ...]] = {
     "Acrobot-v1": ("torque -1", "torque 0", "torque +1"),
     "LunarLander-v3": ("do nothing", "fire left engine", "fire main engine", "fire right engine"),
 }
+
+
+def env_factory(
+    env_id: str, preprocessing: dict[str, Any] | None = None
+) -> Callable[[], gym.Env[Any, Any]]:
+    """A function making the environment a policy acts in, checked once here.
+
+    ``preprocessing`` is ``PolicySpec.preprocessing``: None for the environment's own
+    observations, or a description of rendered, preprocessed frames (see
+    :mod:`dqnkit.adapters.pixels`). Training, evaluation and ``dqnkit play`` all build their
+    environments through here, so a policy always sees the observations it was trained on.
+    """
+    make_env(env_id).close()  # a clear error for a bad id or unusable spaces, once
+    if preprocessing is None:
+        # The passive checker only re-checks what make_env above already checked.
+        return lambda: gym.make(env_id, disable_env_checker=True)
+    from dqnkit.adapters import pixels
+
+    return lambda: pixels.make_pixel_env(env_id, preprocessing)

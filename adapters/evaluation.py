@@ -8,9 +8,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from dqnkit.adapters.envs import make_env
 
-__all__ = ["EvalResult", "evaluate_policy", "run_episodes"]
+from dqnkit.adapters.envs import env_factory
+
+__all__ = ["EvalResult", "evaluate_policy", "greedy_act", "run_episodes"]
 
 
 @dataclass(frozen=True)
@@ -98,22 +99,33 @@ def evaluate_policy(
     *,
     episodes: int,
     seed: int,
-    make: Callable[[], gym.Env[Any, Any]] | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """The greedy policy of ``network`` over ``episodes`` episodes of ``env_id``."""
-    device = next(network.parameters()).device
+    """The greedy policy of ``network`` over ``episodes`` episodes of ``env_id``.
+
+    ``preprocessing`` (a ``PolicySpec.preprocessing``) makes the observations pixels.
+    """
     was_training = network.training
     network.eval()
+    try:
+        make = env_factory(env_id, preprocessing)
+        return run_episodes(greedy_act(network), make, episodes=episodes, seed=seed)
+    finally:
+        network.train(was_training)
+
+
+def greedy_act(
+    network: torch.nn.Module,
+) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
+    """A batch of observations -> the network's greedy actions, as numpy (for run_episodes)."""
+    device = next(network.parameters()).device
 
     def act(obs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         with torch.inference_mode():
             q = network(torch.as_tensor(obs, device=device))
         return q.argmax(dim=1).cpu().numpy()  # type: ignore[no-any-return]
 
-    try:
-        return run_episodes(act, make or (lambda: make_env(env_id)), episodes=episodes, seed=seed)
-    finally:
-        network.train(was_training)
+    return act
 
 
 def format_result(result: EvalResult) -> str:

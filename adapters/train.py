@@ -20,6 +20,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from torch import nn
+from tqdm import tqdm
+
 from dqnkit.adapters import rundir
 from dqnkit.adapters.checkpoint import (
     Checkpoint,
@@ -28,12 +32,13 @@ from dqnkit.adapters.checkpoint import (
     save_checkpoint,
 )
 from dqnkit.adapters.config import TrainConfig
-from dqnkit.adapters.envs import action_meanings, make_env
+from dqnkit.adapters.envs import action_meanings, env_factory, make_env
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
 from dqnkit.adapters.metrics import MetricsLog
 from dqnkit.adapters.vector import step_rows
 from dqnkit.core import (
+    ConvQNetwork,
     QNetwork,
     ReplayState,
     Transition,
@@ -46,8 +51,6 @@ from dqnkit.core import (
     td_target,
 )
 from dqnkit.export.weights import PolicySpec, bounds_to_json, network_config, save_weights
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from tqdm import tqdm
 
 __all__ = ["TrainResult", "train"]
 
@@ -114,10 +117,14 @@ def _train(
     # --- networks, optimizer, replay, randomness -----------------------------------------
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed, not global state
         torch.manual_seed(config.seed)
-        online = QNetwork(math.prod(obs_space.shape), n_actions, config.hidden).to(device)
-    target = QNetwork(math.prod(obs_space.shape), n_actions, config.hidden).to(device)
+        online = _build_network(obs_space.shape, n_actions, config).to(device)
+    target = _build_network(obs_space.shape, n_actions, config).to(device)
     soft_update(target, online, tau=1.0)
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate, foreach=True)
+    # The target is never trained: batch norm (ConvQNetwork) uses the running statistics that
+    # soft_update copies from the online network, and acting uses them too.
+    target.eval()
+    act_in_eval_mode = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in online.modules())
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate, fused=True)
     generators = {
         "act": torch.Generator().manual_seed(config.seed),
         "sample": torch.Generator().manual_seed(config.seed + 1),
@@ -149,6 +156,7 @@ def _train(
     staged: list[tuple[np.ndarray[Any, Any], ...]] = []
     start_time, start_step = time.perf_counter(), loop["step"]
     last_loss: float | str = loop["last_loss"]
+    synced_at: int | None = None  # loop["updates"] at the last hard target copy
     bar = tqdm(
         total=config.total_steps,
         initial=loop["step"],
@@ -157,6 +165,17 @@ def _train(
         dynamic_ncols=True,
         desc=config.env_id,
     )
+
+    preprocessing = config.preprocessing()
+
+    def evaluate(episodes: int) -> EvalResult:
+        return evaluate_policy(
+            online,
+            config.env_id,
+            episodes=episodes,
+            seed=config.seed + EVAL_SEED_OFFSET,
+            preprocessing=preprocessing,
+        )
 
     def write_checkpoint() -> None:
         nonlocal buffer
@@ -179,7 +198,7 @@ def _train(
 
             # Act epsilon-greedily.
             with torch.inference_mode():
-                q = online(torch.as_tensor(obs, device=device))
+                q = _act_q(online, torch.as_tensor(obs, device=device), act_in_eval_mode)
             actions = epsilon_greedy(q, epsilon, generators["act"]).cpu().numpy()
 
             # Step every environment; keep only real transitions (see adapters/vector.py).
@@ -209,16 +228,20 @@ def _train(
                             "episode": loop["episodes"],
                             "episode_return": env_state["return"],
                             "episode_length": len(env_state["actions"]),
-                            "epsilon": epsilon,
+                            "epsilon": round(epsilon, 6),
                             "td_loss": last_loss,
                             "sps": round(sps, 1),
                         }
                     )
                 obs = _reset_done(envs, rows.done, loop["envs"], obs)
 
-            # Update the target network every target_update_every steps.
+            # Update the target network every target_update_every steps. A hard copy (tau = 1)
+            # of an online network that has not changed since the last copy is skipped: the
+            # result is the same, and the zoo's CartPole settings ask for one every 10 steps.
             for _ in range(_crossings(step_before, loop["step"], config.target_update_every)):
-                soft_update(target, online, config.tau)
+                if config.tau < 1.0 or synced_at != loop["updates"]:
+                    soft_update(target, online, config.tau)
+                    synced_at = loop["updates"]
 
             # Train every train_every steps once learning has started.
             phases = _crossings(step_before, loop["step"], config.train_every)
@@ -231,13 +254,12 @@ def _train(
                 loop["updates"] += phases * config.gradient_steps
 
             # Evaluate greedily; stop once solved when a stop_return is set.
-            if config.eval_every and _crossings(step_before, loop["step"], config.eval_every):
-                result = evaluate_policy(
-                    online,
-                    config.env_id,
-                    episodes=config.eval_episodes,
-                    seed=config.seed + EVAL_SEED_OFFSET,
-                )
+            if (
+                config.eval_every
+                and _crossings(step_before, loop["step"], config.eval_every)
+                and _passes_gate(config.eval_gate, metrics.rows)
+            ):
+                result = evaluate(config.eval_episodes)
                 loop["evaluations"].append([loop["step"], result.mean_return, result.std_return])
                 metrics.scalar("eval/mean_return", result.mean_return, loop["step"])
                 if config.stop_return is not None and result.mean_return >= config.stop_return:
@@ -249,7 +271,7 @@ def _train(
                 write_checkpoint()
 
             bar.update(loop["step"] - step_before)
-            if loop["episodes"] and bar.n % 1000 < config.num_envs:
+            if not quiet and loop["episodes"] and _crossings(step_before, loop["step"], 1000):
                 recent = [r["episode_return"] for r in metrics.rows[-100:]]
                 bar.set_postfix(
                     sps=f"{sps:.0f}",
@@ -268,14 +290,22 @@ def _train(
     if was_interrupted:
         return TrainResult(run_dir, loop["step"], None, wall, interrupted=True)
 
-    evaluation = evaluate_policy(
-        online,
-        config.env_id,
-        episodes=config.final_eval_episodes,
-        seed=config.seed + EVAL_SEED_OFFSET,
-    )
-    _save_policy(run_dir, online, config, obs_space, loop["step"], evaluation)
+    evaluation = evaluate(config.final_eval_episodes)
+    _save_policy(run_dir, online, config, obs_space, loop["step"], evaluation, preprocessing)
+    report = {**evaluation.to_dict(), "periodic": loop["evaluations"]}
+    (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     return TrainResult(run_dir, loop["step"], evaluation, time.perf_counter() - start_time)
+
+
+def _act_q(network: nn.Module, obs: torch.Tensor, eval_mode: bool) -> torch.Tensor:
+    """Q-values for acting; in eval mode when batch norm would otherwise use one frame's stats."""
+    if not eval_mode:
+        return network(obs)  # type: ignore[no-any-return]
+    network.eval()
+    try:
+        return network(obs)  # type: ignore[no-any-return]
+    finally:
+        network.train()
 
 
 def _optimize(
@@ -305,17 +335,29 @@ def _epsilon(config: TrainConfig, step: int) -> float:
     return schedule(step, config.epsilon_start, config.epsilon_end, config.epsilon_steps)
 
 
+def _passes_gate(gate: float | None, rows: list[dict[str, Any]]) -> bool:
+    """True when no gate is set or the last 10 training episodes average at least ``gate``."""
+    if gate is None:
+        return True
+    recent = [row["episode_return"] for row in rows[-10:]]
+    return len(recent) == 10 and sum(recent) / 10 >= gate
+
+
 def _crossings(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in ``(before, after]``."""
     return after // every - before // every
 
 
+def _build_network(obs_shape: tuple[int, ...], n_actions: int, config: TrainConfig) -> nn.Module:
+    """The tutorial's CNN for frames ``[C, H, W]``, its MLP for everything else."""
+    if len(obs_shape) == 3:
+        return ConvQNetwork(obs_shape, n_actions)
+    return QNetwork(math.prod(obs_shape), n_actions, config.hidden)
+
+
 def _make_vector_env(config: TrainConfig) -> SyncVectorEnv:
-    make_env(config.env_id).close()  # a clear error for a bad id before building the vector
-    envs = SyncVectorEnv(
-        [lambda: gym.make(config.env_id) for _ in range(config.num_envs)],
-        autoreset_mode=AutoresetMode.DISABLED,
-    )
+    make = env_factory(config.env_id, config.preprocessing())
+    envs = SyncVectorEnv([make] * config.num_envs, autoreset_mode=AutoresetMode.DISABLED)
     # The loop resets finished sub-environments itself (so it can snapshot them for exact
     # resume) and relies on no autoreset happening behind its back.
     if envs.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
@@ -439,6 +481,7 @@ def _save_policy(
     space: gym.spaces.Box,
     steps: int,
     evaluation: EvalResult,
+    preprocessing: dict[str, Any] | None,
 ) -> None:
     env = make_env(config.env_id)
     meanings = action_meanings(env)
@@ -454,6 +497,6 @@ def _save_policy(
         action_meanings=meanings,
         train_steps=steps,
         eval_return=evaluation.mean_return,
+        preprocessing=preprocessing,
     )
     save_weights(run_dir / rundir.POLICY_FILE, network, spec)
-    (run_dir / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n")

@@ -26,17 +26,20 @@ def add_train_parser(subparsers: Any) -> None:
             "Discrete action space. Defaults are the environment's preset where it has one "
             f"({', '.join(PRESETS)}), else the PyTorch tutorial's."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("env_id", nargs="?", metavar="ENV_ID", help="Gymnasium environment id")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this killed run exactly")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "env_id", nargs="?", metavar="ENV_ID", help="Gymnasium environment id, e.g. CartPole-v1"
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this killed run exactly (no other options)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (default: show one)")
     group = parser.add_argument_group("hyperparameters (the preset's value when not given)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "env_id":
             continue
         kind, choices = _option_type(f.type)
-        help_text = f"{f.metadata['help']} [tutorial default: {_show(f.default)}]"
+        help_text = f"{f.metadata['help']} [default: {_show(f.default)}, or the preset's]"
         if kind is bool:
             group.add_argument(
                 flag(f.name),
@@ -119,7 +122,13 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         network, spec = load_weights(path)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    result = evaluate_policy(network, spec.env_id, episodes=args.episodes, seed=args.seed)
+    result = evaluate_policy(
+        network,
+        spec.env_id,
+        episodes=args.episodes,
+        seed=args.seed,
+        preprocessing=spec.preprocessing,
+    )
     if args.json:
         print(
             json.dumps(

@@ -50,6 +50,7 @@ class PolicyMetadata:
       train_steps: environment steps of training.
       eval_return: the mean greedy return of the final evaluation, or None.
       parity: the export-time parity figures of this artifact, or None.
+      preprocessing: how observations are made from the environment's (pixels), or None.
       dqnkit_version: the dqnkit that exported it.
       artifact_version: the version of this metadata layout.
       raw: the whole JSON object, for keys not listed here.
@@ -65,6 +66,7 @@ class PolicyMetadata:
     train_steps: int
     eval_return: float | None
     parity: dict[str, Any] | None
+    preprocessing: dict[str, Any] | None
     dqnkit_version: str
     artifact_version: int
     raw: dict[str, Any]
@@ -98,6 +100,7 @@ class PolicyMetadata:
             train_steps=int(data.get("train_steps", 0)),
             eval_return=None if data.get("eval_return") is None else float(data["eval_return"]),
             parity=data.get("parity"),
+            preprocessing=data.get("preprocessing"),
             dqnkit_version=str(data.get("dqnkit_version", "unknown")),
             artifact_version=ARTIFACT_VERSION,
             raw=data,

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -53,16 +52,10 @@ def exported(run_dir: Path) -> Path:
 
 
 def greedy_returns(run_dir: Path, *, episodes: int, seed: int) -> list[float]:
-    """The returns of the PyTorch network itself, as play computes them."""
-    from dqnkit.export.weights import load_weights
+    """The returns of the PyTorch network itself: `dqnkit evaluate` with the same seed."""
+    from dqnkit.adapters import evaluate
 
-    network, _ = load_weights(run_dir / "policy.safetensors")
-    env = gym.make("CartPole-v1")
-    act = deploy_cli._torch_act(network)
-    try:
-        return deploy_cli.play_episodes(env, act, episodes=episodes, seed=seed)
-    finally:
-        env.close()
+    return evaluate(run_dir, episodes=episodes, seed=seed).returns
 
 
 @pytest.mark.slow

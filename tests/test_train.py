@@ -270,3 +270,26 @@ def test_evaluate_prints_json(reference_run: Path, capsys: pytest.CaptureFixture
     assert result["mean_return"] == pytest.approx(np.mean(result["returns"]))
     python_api = evaluate(reference_run, episodes=3, seed=result["seed"])
     assert python_api.returns == result["returns"]
+
+
+def test_resume_with_several_envs_from_an_earlier_checkpoint_is_exact(tmp_path: Path) -> None:
+    """Each sub-environment is rebuilt mid-episode from its snapshot, so resuming from any
+    checkpoint ends exactly like the run that went straight through."""
+    config = short_config(
+        tmp_path, num_envs=3, total_steps=1_800, checkpoint_every=600, learning_starts=300
+    )
+    straight = train(config, quiet=True).run_dir
+    copy = tmp_path / "copy"
+    for p in straight.rglob("*"):
+        if p.is_file():
+            dest = copy / p.relative_to(straight)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(p.read_bytes())
+    (copy / "policy.safetensors").unlink()
+    for late in sorted((copy / "checkpoints").iterdir())[1:]:
+        late.unlink()  # keep only step 600: mid-episode for every sub-environment
+    assert [p.name for p in (copy / "checkpoints").iterdir()] == ["step-0000000600.safetensors"]
+
+    train(config, resume=copy, quiet=True)
+    assert comparable_metrics(copy) == comparable_metrics(straight)
+    assert weights_of(copy) == weights_of(straight)
