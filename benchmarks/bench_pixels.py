@@ -1,0 +1,115 @@
+"""Frame pipeline benchmark: CartPole's rgb_array render alone, and render + preprocessing.
+
+Run: .venv/bin/python -m benchmarks.bench_pixels [--frames 2000] [--repeats 5]
+Headless (SDL_VIDEODRIVER=dummy). Each repeat steps a CartPole with a fixed action pattern,
+resetting when an episode ends; the median of the repeats is reported.
+"""
+
+import argparse
+import os
+import statistics
+import time
+from typing import Any
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+import gymnasium as gym
+import numpy as np
+
+from dqnkit.adapters.pixels import (
+    PixelSpec,
+    describe,
+    downsample_band,
+    make_pixel_env,
+    observation,
+    view_start,
+)
+
+
+def run(env: gym.Env[Any, Any], frames: int, render: bool) -> float:
+    """Seconds per frame: ``env.step`` (+ ``env.render()`` when ``render``) for ``frames``."""
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for t in range(frames):
+        _, _, terminated, truncated, _ = env.step(t % 2)
+        if render:
+            env.render()
+        if terminated or truncated:
+            env.reset()
+    return (time.perf_counter() - start) / frames
+
+
+def preprocessing_only(spec: PixelSpec, screens: list[np.ndarray], xs: list[float]) -> float:
+    """Seconds per frame of the pure preprocessing on pre-rendered screens."""
+    history = [downsample_band(screens[0], rows=spec.crop_rows, factor=spec.factor)] * 2
+    start = time.perf_counter()
+    for screen, x in zip(screens, xs, strict=True):
+        history = [history[-1], downsample_band(screen, rows=spec.crop_rows, factor=spec.factor)]
+        s = view_start(
+            x,
+            x_threshold=2.4,
+            screen_width=spec.screen_width,
+            view_width=spec.view_width,
+            factor=spec.factor,
+        )
+        observation(history, s, spec)
+    return (time.perf_counter() - start) / len(screens)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    description = describe("CartPole-v1")
+    spec = PixelSpec.from_dict(description)
+    plain = gym.make("CartPole-v1", render_mode="rgb_array", disable_env_checker=True)
+    pixels = make_pixel_env("CartPole-v1", description)
+    screens, xs = [], []
+    plain.reset(seed=0)
+    for t in range(500):
+        _, _, terminated, truncated, _ = plain.step(t % 2)
+        screens.append(np.asarray(plain.render()))
+        xs.append(float(plain.unwrapped.state[0]))  # type: ignore[attr-defined]
+        if terminated or truncated:
+            plain.reset()
+
+    step_only, rendered, pipeline, prep = [], [], [], []
+    for _ in range(args.repeats):  # interleaved, so drifting load hits every variant
+        step_only.append(run(plain, args.frames, render=False))
+        rendered.append(run(plain, args.frames, render=True))
+        pipeline.append(run(pixels, args.frames, render=False))  # its step renders
+        prep.append(preprocessing_only(spec, screens, xs))
+    med = {
+        name: statistics.median(v) * 1e3
+        for name, v in (
+            ("step", step_only),
+            ("render", rendered),
+            ("pipeline", pipeline),
+            ("prep", prep),
+        )
+    }
+    render_cost = med["render"] - med["step"]
+    print(
+        f"CartPole-v1 {spec.screen_width}x{spec.screen_height} -> {spec.shape} "
+        f"({spec.frame_mode}), median of {args.repeats} x {args.frames} frames"
+    )
+    print("| what | ms per frame | frames/s |")
+    print("|---|---:|---:|")
+    for name, label in (
+        ("step", "env.step alone (no render)"),
+        ("render", "env.step + render (rgb_array)"),
+        ("pipeline", "env.step + render + preprocessing (the pixel env)"),
+        ("prep", "preprocessing alone, on rendered screens"),
+    ):
+        print(f"| {label} | {med[name]:.3f} | {1e3 / med[name]:.0f} |")
+    print(
+        f"render alone (step + render - step): {render_cost:.3f} ms; preprocessing / render: "
+        f"{100 * med['prep'] / render_cost:.1f}%; (pipeline - step - render) / render: "
+        f"{100 * (med['pipeline'] - med['render']) / render_cost:.1f}%"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Pixels: the preprocessing maths by hand, the wrapper, and a short train-resume-export run."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from dqnkit.adapters import CommandError, config_for, train
+from dqnkit.adapters.pixels import (
+    NO_MOTION,
+    PixelSpec,
+    describe,
+    difference_frame,
+    downsample_band,
+    make_pixel_env,
+    view_start,
+)
+from dqnkit.export import export_weights, load_weights
+
+CARTPOLE = {"x_threshold": 2.4, "screen_width": 600, "view_width": 320, "factor": 4}
+
+
+@pytest.mark.parametrize(
+    ("cart_x", "start"),
+    [
+        # Column int(x * 600 / 4.8 + 300); window start column - 160, clamped to [0, 280];
+        # then in downsampled pixels, rounded: (start + 2) // 4.
+        (0.0, 35),  # middle: column 300, start 140
+        (1.0, 66),  # column 425, start 265
+        (-2.4, 0),  # left edge: column 0, start clamped to 0
+        (-1.5, 0),  # column 112, start -48, clamped
+        (2.4, 70),  # right edge: column 600, start clamped to 280 -> the last 80 of 150
+        (1.9, 70),  # column 537, start 377, clamped to 280
+    ],
+)
+def test_view_follows_the_cart_and_stops_at_both_edges(cart_x: float, start: int) -> None:
+    assert view_start(cart_x, **CARTPOLE) == start
+    assert 0 <= start <= 600 // 4 - 320 // 4
+
+
+def test_downsample_band_is_the_rounded_block_mean_of_the_green_channel() -> None:
+    screen = np.zeros((8, 8, 3), dtype=np.uint8)
+    screen[:, :, 0] = 255  # red and blue are ignored
+    screen[:, :, 1] = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    out = downsample_band(screen, rows=(0, 8), factor=4)
+    # Top-left block: rows 0-3, cols 0-3 -> values 8r + c, mean 13.5 -> 14 (half rounds up).
+    # Top-right: mean 17.5 -> 18; bottom-left: 45.5 -> 46; bottom-right: 49.5 -> 50.
+    assert out.dtype == np.uint8
+    assert out.tolist() == [[14, 18], [46, 50]]
+    band = downsample_band(screen, rows=(4, 8), factor=2)
+    # rows 4-5, cols 0-1: 32, 33, 40, 41 -> 36.5 -> 37
+    assert band.shape == (2, 4)
+    assert band[0, 0] == 37
+
+
+def test_downsample_band_rejects_a_band_that_does_not_divide() -> None:
+    with pytest.raises(ValueError, match="do not downsample"):
+        downsample_band(np.zeros((10, 8, 3), dtype=np.uint8), rows=(0, 6), factor=4)
+
+
+def test_difference_encoding_golden() -> None:
+    cur = np.array([[255, 0, 10, 7]], dtype=np.uint8)
+    prev = np.array([[0, 255, 7, 10]], dtype=np.uint8)
+    # (d + 256) // 2 for d = 255, -255, 3, -3
+    assert difference_frame(cur, prev).tolist() == [[255, 0, 129, 126]]
+    assert difference_frame(cur, cur).tolist() == [[NO_MOTION] * 4]
+
+
+def test_describe_is_complete_and_checked() -> None:
+    spec = describe("CartPole-v1")
+    assert spec["frame_mode"] == "difference"
+    assert (spec["channels"], spec["height"], spec["width"]) == (1, 40, 80)
+    assert spec["crop_rows"] == [160, 320]
+    stacked = describe("CartPole-v1", frame_mode="stack", frames=3)
+    assert (stacked["channels"], stacked["height"], stacked["width"]) == (3, 40, 80)
+    with pytest.raises(CommandError, match="inconsistent"):
+        PixelSpec.from_dict({**spec, "height": 41})
+    with pytest.raises(CommandError, match="CartPole environments only"):
+        describe("Acrobot-v1")
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("difference", 1), ("stack", 4)])
+def test_wrapper_observations_match_its_space_and_start_without_motion(
+    mode: str, channels: int
+) -> None:
+    env = make_pixel_env("CartPole-v1", describe("CartPole-v1", frame_mode=mode, frames=4))
+    try:
+        assert env.observation_space.shape == (channels, 40, 80)
+        first, _ = env.reset(seed=3)
+        assert env.observation_space.contains(first)
+        if mode == "difference":
+            assert (first == NO_MOTION).all()  # an episode's first step: no motion yet
+        else:
+            assert all((first[i] == first[0]).all() for i in range(channels))
+        for _ in range(5):  # one step moves the cart by less than a pixel: push for a few
+            obs, reward, terminated, truncated, _ = env.step(1)
+            assert env.observation_space.contains(obs)
+            assert reward == 1.0
+            assert not terminated
+            assert not truncated
+        # The cart moved: something in the view changed, and the background did not.
+        moving = obs[0] != NO_MOTION if mode == "difference" else obs[-1] != obs[0]
+        assert 0 < moving.sum() < moving.size // 4
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
+    config = config_for(
+        "CartPole-v1",
+        pixels=True,
+        total_steps=300,
+        learning_starts=100,
+        train_every=4,
+        gradient_steps=1,
+        batch_size=16,
+        buffer_size=500,
+        checkpoint_every=150,
+        final_eval_episodes=2,
+        eval_every=0,
+        out=str(tmp_path),
+    )
+    straight = train(config, quiet=True).run_dir
+    _, spec = load_weights(straight / "policy.safetensors")
+    assert spec.obs_shape == (1, 40, 80)
+    assert spec.obs_dtype == "uint8"
+    assert spec.preprocessing == describe("CartPole-v1")
+
+    copy = tmp_path / "copy"
+    for p in straight.rglob("*"):
+        if p.is_file():
+            dest = copy / p.relative_to(straight)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(p.read_bytes())
+    (copy / "policy.safetensors").unlink()
+    for late in sorted((copy / "checkpoints").iterdir())[1:]:
+        late.unlink()
+    train(config, resume=copy, quiet=True)
+    a = load_file(straight / "policy.safetensors")
+    b = load_file(copy / "policy.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
+    assert (copy / "metrics.csv").read_text().count("\n") == (
+        (straight / "metrics.csv").read_text().count("\n")
+    )
+
+    result = export_weights(straight / "policy.safetensors", tmp_path / "export")
+    assert set(result.files) == {"onnx", "torchscript", "pt2"}
+    assert all(c.ok for checks in result.checks.values() for c in checks)
