@@ -18,8 +18,6 @@ from dqnkit.adapters.pixels import (
 )
 from dqnkit.export import export_weights, load_weights
 
-CARTPOLE = {"x_threshold": 2.4, "screen_width": 600, "view_width": 320, "factor": 4}
-
 
 @pytest.mark.parametrize(
     ("cart_x", "start"),
@@ -35,7 +33,7 @@ CARTPOLE = {"x_threshold": 2.4, "screen_width": 600, "view_width": 320, "factor"
     ],
 )
 def test_view_follows_the_cart_and_stops_at_both_edges(cart_x: float, start: int) -> None:
-    assert view_start(cart_x, **CARTPOLE) == start
+    assert view_start(cart_x, x_threshold=2.4, screen_width=600, view_width=320, factor=4) == start
     assert 0 <= start <= 600 // 4 - 320 // 4
 
 
