@@ -17,6 +17,7 @@ from dqnkit.adapters.pixels import (
     view_start,
 )
 from dqnkit.export import export_weights, load_weights
+from tests.runs import rewind_to_first_checkpoint
 
 
 @pytest.mark.parametrize(
@@ -126,15 +127,7 @@ def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
     assert spec.obs_dtype == "uint8"
     assert spec.preprocessing == describe("CartPole-v1")
 
-    copy = tmp_path / "copy"
-    for p in straight.rglob("*"):
-        if p.is_file():
-            dest = copy / p.relative_to(straight)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(p.read_bytes())
-    (copy / "policy.safetensors").unlink()
-    for late in sorted((copy / "checkpoints").iterdir())[1:]:
-        late.unlink()
+    copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
     train(config, resume=copy, quiet=True)
     a = load_file(straight / "policy.safetensors")
     b = load_file(copy / "policy.safetensors")

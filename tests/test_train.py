@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
 from dqnkit.adapters.evaluation import run_episodes
 from dqnkit.export.weights import load_weights
+from tests.runs import rewind_to_first_checkpoint
 
 STEPS = 3_000
 
@@ -211,12 +213,7 @@ def test_corrupted_checkpoint_is_refused_and_nothing_is_overwritten(
     reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    for p in reference_run.rglob("*"):
-        if p.is_file():
-            dest = run_dir / p.relative_to(reference_run)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(p.read_bytes())
+    shutil.copytree(reference_run, run_dir)
     latest = sorted((run_dir / "checkpoints").iterdir())[-1]
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
     before = tree_digest(run_dir)
@@ -279,15 +276,8 @@ def test_resume_with_several_envs_from_an_earlier_checkpoint_is_exact(tmp_path: 
         tmp_path, num_envs=3, total_steps=1_800, checkpoint_every=600, learning_starts=300
     )
     straight = train(config, quiet=True).run_dir
-    copy = tmp_path / "copy"
-    for p in straight.rglob("*"):
-        if p.is_file():
-            dest = copy / p.relative_to(straight)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(p.read_bytes())
-    (copy / "policy.safetensors").unlink()
-    for late in sorted((copy / "checkpoints").iterdir())[1:]:
-        late.unlink()  # keep only step 600: mid-episode for every sub-environment
+    copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
+    # Only step 600 is left: mid-episode for every sub-environment.
     assert [p.name for p in (copy / "checkpoints").iterdir()] == ["step-0000000600.safetensors"]
 
     train(config, resume=copy, quiet=True)
