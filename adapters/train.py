@@ -419,7 +419,11 @@ def _reset_done(
 ) -> np.ndarray[Any, Any]:
     for i in np.flatnonzero(done):
         env_states[i].update(
-            rng=envs.envs[i].unwrapped.np_random.bit_generator.state, actions=[], **{"return": 0.0}
+            {
+                "rng": envs.envs[i].unwrapped.np_random.bit_generator.state,
+                "actions": [],
+                "return": 0.0,
+            }
         )
     reset_obs, _ = envs.reset(options={"reset_mask": done.astype(np.bool_)})
     obs = obs.copy()
