@@ -284,7 +284,8 @@ def _train(
     envs.close()
 
     write_checkpoint()
-    metrics.write_plot(run_dir / rundir.PLOT_FILE, f"{config.env_id} (seed {config.seed})")
+    pixels = ", from pixels" if config.pixels else ""
+    metrics.write_plot(run_dir / rundir.PLOT_FILE, f"{config.env_id} (seed {config.seed}{pixels})")
     metrics.close()
     wall = time.perf_counter() - start_time
     if was_interrupted:
