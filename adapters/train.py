@@ -211,7 +211,10 @@ def _train(
                 infos=infos,
                 previous_done=np.zeros_like(terminated),
             )
-            staged.append((obs, actions, reward.astype(np.float32), rows.next_obs, terminated))
+            row = (obs, actions, reward.astype(np.float32), rows.next_obs, terminated)
+            if not rows.valid.all():  # never with DISABLED; kept so another mode stays correct
+                row = tuple(column[rows.valid] for column in row)
+            staged.append(row)
             loop["step"] += config.num_envs
             sps = (loop["step"] - start_step) / max(time.perf_counter() - start_time, 1e-9)
             for i, env_state in enumerate(loop["envs"]):
