@@ -8,7 +8,7 @@ import typing
 from typing import Any
 
 from dqnkit.adapters import rundir
-from dqnkit.adapters.config import PRESETS, TrainConfig, config_for, flag
+from dqnkit.adapters.config import PIXEL_PRESETS, PRESETS, TrainConfig, config_for, flag
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import evaluate_policy, format_result
 from dqnkit.adapters.train import EVAL_SEED_OFFSET, train
@@ -24,7 +24,8 @@ def add_train_parser(subparsers: Any) -> None:
         description=(
             "Train a DQN on any Gymnasium environment with a Box observation space and a "
             "Discrete action space. Defaults are the environment's preset where it has one "
-            f"({', '.join(PRESETS)}), else the PyTorch tutorial's."
+            f"({', '.join(PRESETS)}; with --pixels: {', '.join(PIXEL_PRESETS)}), else the "
+            "PyTorch tutorial's."
         ),
     )
     parser.add_argument(

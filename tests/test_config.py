@@ -22,6 +22,17 @@ def test_presets_are_valid_configs(env_id: str) -> None:
         assert getattr(config, name) == value
 
 
+def test_pixels_select_the_pixel_preset() -> None:
+    from dqnkit.adapters.config import PIXEL_PRESETS
+
+    config = config_for("CartPole-v1", pixels=True)
+    assert config.pixels
+    assert config.frame_mode == "difference"  # the tutorial's input stays the default
+    for name, value in PIXEL_PRESETS["CartPole-v1"].items():
+        assert getattr(config, name) == value
+    assert config_for("CartPole-v1", pixels=True, batch_size=8).batch_size == 8
+
+
 def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() -> None:
     assert config_for("CartPole-v1", learning_rate=0.5).learning_rate == 0.5
     tutorial = config_for("Some-v0")
