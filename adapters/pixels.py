@@ -380,6 +380,9 @@ def make_pixel_env(env_id: str, preprocessing: dict[str, Any]) -> gym.Env[Frame,
     spec = PixelSpec.from_dict(preprocessing)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # before pygame is imported
+    # SDL's init takes SIGTERM (and SIGINT where Python left it at the default) and turns it
+    # into a quit event nobody reads: without this, `kill PID` no longer stops a pixel run.
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     try:
         env = gym.make(env_id, render_mode="rgb_array", disable_env_checker=True)
     except gym.error.Error as error:

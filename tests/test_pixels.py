@@ -1,5 +1,8 @@
 """Pixels: the preprocessing maths by hand, the wrapper, and a short train-resume-export run."""
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +142,27 @@ def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
     result = export_weights(straight / "policy.safetensors", tmp_path / "export")
     assert set(result.files) == {"onnx", "torchscript", "pt2"}
     assert all(c.ok for checks in result.checks.values() for c in checks)
+
+
+def test_sigterm_still_ends_a_process_that_renders() -> None:
+    """SDL's own signal handlers would swallow SIGTERM once pygame initialises."""
+    code = (
+        "from dqnkit.adapters.pixels import describe, make_pixel_env\n"
+        "env = make_pixel_env('CartPole-v1', describe('CartPole-v1'))\n"
+        "env.reset(seed=0)\n"
+        "print('rendering', flush=True)\n"
+        "while True:\n"
+        "    *_, terminated, truncated, _ = env.step(0)\n"
+        "    if terminated or truncated:\n"
+        "        env.reset()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "rendering\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
