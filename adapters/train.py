@@ -32,7 +32,7 @@ from dqnkit.adapters.checkpoint import (
     save_checkpoint,
 )
 from dqnkit.adapters.config import TrainConfig
-from dqnkit.adapters.envs import action_meanings, env_factory, make_env
+from dqnkit.adapters.envs import action_meanings, env_factory
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
 from dqnkit.adapters.metrics import MetricsLog
@@ -109,7 +109,9 @@ def _train(
     quiet: bool,
 ) -> TrainResult:
     # --- environment ---------------------------------------------------------------------
-    envs = _make_vector_env(config)
+    preprocessing = config.preprocessing()
+    envs = _make_vector_env(config, preprocessing)
+    meanings = action_meanings(envs.envs[0])
     obs_space = envs.single_observation_space
     assert isinstance(obs_space, gym.spaces.Box)
     n_actions = int(envs.single_action_space.n)  # type: ignore[attr-defined]
@@ -165,8 +167,6 @@ def _train(
         dynamic_ncols=True,
         desc=config.env_id,
     )
-
-    preprocessing = config.preprocessing()
 
     def evaluate(episodes: int) -> EvalResult:
         return evaluate_policy(
@@ -295,7 +295,9 @@ def _train(
         return TrainResult(run_dir, loop["step"], None, wall, interrupted=True)
 
     evaluation = evaluate(config.final_eval_episodes)
-    _save_policy(run_dir, online, config, obs_space, loop["step"], evaluation, preprocessing)
+    _save_policy(
+        run_dir, online, config, obs_space, loop["step"], evaluation, preprocessing, meanings
+    )
     report = {**evaluation.to_dict(), "periodic": loop["evaluations"]}
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     return TrainResult(run_dir, loop["step"], evaluation, time.perf_counter() - start_time)
@@ -359,8 +361,8 @@ def _build_network(obs_shape: tuple[int, ...], n_actions: int, config: TrainConf
     return QNetwork(math.prod(obs_shape), n_actions, config.hidden)
 
 
-def _make_vector_env(config: TrainConfig) -> SyncVectorEnv:
-    make = env_factory(config.env_id, config.preprocessing())
+def _make_vector_env(config: TrainConfig, preprocessing: dict[str, Any] | None) -> SyncVectorEnv:
+    make = env_factory(config.env_id, preprocessing)
     envs = SyncVectorEnv([make] * config.num_envs, autoreset_mode=AutoresetMode.DISABLED)
     # The loop resets finished sub-environments itself (so it can snapshot them for exact
     # resume) and relies on no autoreset happening behind its back.
@@ -490,10 +492,8 @@ def _save_policy(
     steps: int,
     evaluation: EvalResult,
     preprocessing: dict[str, Any] | None,
+    meanings: list[str] | None,
 ) -> None:
-    env = make_env(config.env_id)
-    meanings = action_meanings(env)
-    env.close()
     spec = PolicySpec(
         env_id=config.env_id,
         obs_shape=tuple(int(d) for d in space.shape),
