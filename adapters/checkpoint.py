@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dqnkit.adapters.errors import CommandError
-from dqnkit.core import ReplayState, Transition, replay
+from dqnkit.core import FrameReplayState, ReplayState, Transition, frame_replay, replay
 from dqnkit.export.files import atomic_write
 
 __all__ = ["Checkpoint", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -30,7 +30,7 @@ _KEEP = 3
 class Checkpoint:
     """What :func:`save_checkpoint` writes besides the modules it is given."""
 
-    replay: ReplayState
+    replay: ReplayState | FrameReplayState
     generators: dict[str, torch.Generator]
     loop: dict[str, Any]  # JSON-serialisable loop state: counters, env snapshots, metrics
 
@@ -62,15 +62,14 @@ def save_checkpoint(
     for index, param_state in optim_state["state"].items():
         for name, value in param_state.items():
             tensors[f"optim/{index}/{name}"] = torch.as_tensor(value)
-    size = state.replay.size
-    for name, field in zip(Transition._fields, state.replay.storage, strict=True):
-        tensors[f"replay/{name}"] = field[:size]
+    replay_tensors, replay_meta = _replay_to_tensors(state.replay)
+    tensors.update(replay_tensors)
     for name, generator in state.generators.items():
         tensors[f"rng/{name}"] = generator.get_state()
     meta = {
         "loop": state.loop,
         "optim_param_groups": optim_state["param_groups"],
-        "replay": {"cursor": state.replay.cursor, "size": size, "capacity": state.replay.capacity},
+        "replay": replay_meta,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     path = checkpoint_path(folder, step)
@@ -114,17 +113,54 @@ def load_checkpoint(
         )
         for name, generator in generators.items():
             generator.set_state(tensors[f"rng/{name}"])
-        info = meta["replay"]
-        buffer = replay.init(info["capacity"], example, device=device)
-        rows = Transition(*(tensors[f"replay/{name}"] for name in Transition._fields))
-        buffer = replay.add(buffer, rows)
-        buffer = buffer._replace(cursor=info["cursor"], size=info["size"])
+        buffer = _replay_from_tensors(
+            meta["replay"], _with_prefix(tensors, "replay"), example, device
+        )
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as error:
         raise CommandError(
             f"cannot resume from {path}: the checkpoint is truncated or corrupted ({error}); "
             "delete it to resume from the one before"
         ) from error
     return Checkpoint(replay=buffer, generators=generators, loop=meta["loop"])
+
+
+# The frame-sharing buffer's fields saved besides ``latest``; all are [capacity, ...].
+_FRAME_FIELDS = ("obs", "action", "reward", "terminated", "source")
+
+
+def _replay_to_tensors(
+    state: ReplayState | FrameReplayState,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The written part of a replay buffer as named tensors, and its counters as JSON."""
+    if isinstance(state, FrameReplayState):
+        tensors = {f"replay/{name}": getattr(state, name)[: state.size] for name in _FRAME_FIELDS}
+        tensors["replay/latest"] = state.latest
+        return tensors, {"kind": "frames", "capacity": state.capacity, "written": state.written}
+    tensors = {
+        f"replay/{name}": field[: state.size]
+        for name, field in zip(Transition._fields, state.storage, strict=True)
+    }
+    meta = {"cursor": state.cursor, "size": state.size, "capacity": state.capacity}
+    return tensors, {"kind": "transitions", **meta}
+
+
+def _replay_from_tensors(
+    info: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    example: Transition,
+    device: torch.device,
+) -> ReplayState | FrameReplayState:
+    """Rebuilds the buffer :func:`_replay_to_tensors` saved (KeyError/RuntimeError if broken)."""
+    if info.get("kind") == "frames":
+        latest = tensors["latest"]
+        frames = frame_replay.init(info["capacity"], example, streams=len(latest), device=device)
+        size = min(info["written"], info["capacity"])
+        for name in _FRAME_FIELDS:
+            getattr(frames, name)[:size].copy_(tensors[name])
+        return frames._replace(latest=latest.to(device), written=info["written"])
+    buffer = replay.init(info["capacity"], example, device=device)
+    buffer = replay.add(buffer, Transition(*(tensors[name] for name in Transition._fields)))
+    return buffer._replace(cursor=info["cursor"], size=info["size"])
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -49,7 +49,13 @@ class TrainConfig:
     learning_rate: float = field(
         default=1e-4, metadata=_doc("Adam learning rate (tutorial: 1e-4).")
     )
-    buffer_size: int = field(default=100_000, metadata=_doc("Replay capacity in transitions."))
+    buffer_size: int = field(
+        default=100_000,
+        metadata=_doc(
+            "Replay capacity in transitions; for image observations in frames, each stored "
+            "once, an episode taking one more than its steps."
+        ),
+    )
     batch_size: int = field(
         default=128, metadata=_doc("Transitions per gradient step (tutorial: 128).")
     )
@@ -178,6 +184,11 @@ class TrainConfig:
             )
         if not self.hidden or any(w <= 0 for w in self.hidden):
             raise CommandError(f"--hidden needs positive widths, got {self.hidden}")
+        if self.pixels and self.buffer_size <= self.num_envs:
+            raise CommandError(
+                f"--buffer-size must exceed --num-envs ({self.num_envs}) with --pixels: a frame's "
+                f"successor is written {self.num_envs} slots after it, got {self.buffer_size}"
+            )
         return self
 
     def preprocessing(self) -> dict[str, Any] | None:

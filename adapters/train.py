@@ -35,18 +35,17 @@ from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.envs import action_meanings, env_factory
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
+from dqnkit.adapters.experience import Experience
 from dqnkit.adapters.metrics import MetricsLog
 from dqnkit.adapters.vector import step_rows
 from dqnkit.core import (
     ConvQNetwork,
     QNetwork,
-    ReplayState,
     Transition,
     epsilon_greedy,
     exponential_epsilon,
     huber_loss,
     linear_epsilon,
-    replay,
     soft_update,
     td_target,
 )
@@ -132,7 +131,7 @@ def _train(
         "sample": torch.Generator().manual_seed(config.seed + 1),
     }
     example = _example_row(obs_space)
-    buffer = replay.init(config.buffer_size, example, device=device)
+    memory = Experience.create(config.buffer_size, example, config.num_envs, device)
     loop = _fresh_loop(config.num_envs)
 
     if checkpoint is not None:
@@ -146,16 +145,16 @@ def _train(
             generators=generators,
             device=device,
         )
-        buffer, loop = restored.replay, restored.loop
+        memory, loop = Experience(restored.replay), restored.loop
         obs = _restore_envs(envs, config.seed, loop["envs"])
     else:
         run_dir = _new_run_dir(config)
         obs, _ = envs.reset(seed=config.seed)
         envs.action_space.seed(config.seed)
+        memory.start(np.arange(config.num_envs), obs)
     (run_dir / rundir.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
 
     metrics = MetricsLog(run_dir, loop["metrics"], resume_step=loop["step"])
-    staged: list[tuple[np.ndarray[Any, Any], ...]] = []
     start_time, start_step = time.perf_counter(), loop["step"]
     last_loss: float | str = loop["last_loss"]
     synced_at: int | None = None  # loop["updates"] at the last hard target copy
@@ -178,8 +177,7 @@ def _train(
         )
 
     def write_checkpoint() -> None:
-        nonlocal buffer
-        buffer = _flush(buffer, staged, device)
+        memory.flush()
         loop["last_loss"] = last_loss
         save_checkpoint(
             run_dir / rundir.CHECKPOINT_DIR,
@@ -187,7 +185,7 @@ def _train(
             online=online,
             target=target,
             optimizer=optimizer,
-            state=Checkpoint(buffer, generators, loop),
+            state=Checkpoint(memory.state, generators, loop),
         )
         metrics.write_csv(run_dir / rundir.METRICS_FILE)
 
@@ -211,10 +209,8 @@ def _train(
                 infos=infos,
                 previous_done=np.zeros_like(terminated),
             )
-            row = (obs, actions, reward.astype(np.float32), rows.next_obs, terminated)
-            if not rows.valid.all():  # never with DISABLED; kept so another mode stays correct
-                row = tuple(column[rows.valid] for column in row)
-            staged.append(row)
+            assert rows.valid.all()  # DISABLED autoreset never returns a fake transition
+            memory.step(obs, actions, reward, rows.next_obs, terminated)
             loop["step"] += config.num_envs
             sps = (loop["step"] - start_step) / max(time.perf_counter() - start_time, 1e-9)
             for i, env_state in enumerate(loop["envs"]):
@@ -237,6 +233,7 @@ def _train(
                         }
                     )
                 obs = _reset_done(envs, rows.done, loop["envs"], obs)
+                memory.start(np.flatnonzero(rows.done), obs[rows.done])
 
             # Update the target network every target_update_every steps. A hard copy (tau = 1)
             # of an online network that has not changed since the last copy is skipped: the
@@ -249,9 +246,9 @@ def _train(
             # Train every train_every steps once learning has started.
             phases = _crossings(step_before, loop["step"], config.train_every)
             if phases and loop["step"] >= config.learning_starts:
-                buffer = _flush(buffer, staged, device)
+                memory.flush()
                 for _ in range(phases * config.gradient_steps):
-                    batch = replay.sample(buffer, config.batch_size, generators["sample"])
+                    batch = memory.sample(config.batch_size, generators["sample"])
                     loss = _optimize(config, online, target, optimizer, batch)
                 last_loss = round(float(loss), 6)
                 loop["updates"] += phases * config.gradient_steps
@@ -384,17 +381,6 @@ def _example_row(space: gym.spaces.Box) -> Transition:
 
 def _torch_dtype(dtype: Any) -> torch.dtype:
     return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
-
-
-def _flush(
-    buffer: ReplayState, staged: list[tuple[np.ndarray[Any, Any], ...]], device: torch.device
-) -> ReplayState:
-    """Adds the staged steps to replay as one chunk (one copy per field, not one per row)."""
-    if not staged:
-        return buffer
-    fields = [torch.from_numpy(np.concatenate(column)) for column in zip(*staged, strict=True)]
-    staged.clear()
-    return replay.add(buffer, Transition(*(f.to(device) for f in fields)))
 
 
 # --- environment snapshots for exact resume ------------------------------------------------

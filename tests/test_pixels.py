@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
-from dqnkit.adapters import CommandError, config_for, train
+from dqnkit.adapters import CommandError, config_for, experience, train
 from dqnkit.adapters.pixels import (
     NO_MOTION,
     PixelSpec,
@@ -109,7 +110,14 @@ def test_wrapper_observations_match_its_space_and_start_without_motion(
 
 
 @pytest.mark.slow
-def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("num_envs", "buffer_size"),
+    # One env with room for the whole run; two envs whose ring has wrapped at the checkpoint.
+    [(1, 500), (2, 120)],
+)
+def test_pixel_training_resumes_exactly_and_exports(
+    tmp_path: Path, num_envs: int, buffer_size: int
+) -> None:
     config = config_for(
         "CartPole-v1",
         pixels=True,
@@ -118,7 +126,8 @@ def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
         train_every=4,
         gradient_steps=1,
         batch_size=16,
-        buffer_size=500,
+        num_envs=num_envs,
+        buffer_size=buffer_size,
         checkpoint_every=150,
         final_eval_episodes=2,
         eval_every=0,
@@ -129,6 +138,16 @@ def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
     assert spec.obs_shape == (1, 40, 80)
     assert spec.obs_dtype == "uint8"
     assert spec.preprocessing == describe("CartPole-v1")
+
+    # Replay stores every frame once: one slot per step plus one per episode's first frame,
+    # which for the difference input is all NO_MOTION.
+    saved = load_file(sorted((straight / "checkpoints").iterdir())[-1])
+    first = saved["replay/source"] == -1
+    assert (saved["replay/obs"][first] == NO_MOTION).all()
+    if buffer_size == 500:
+        episodes = (straight / "metrics.csv").read_text().count("\n") - 1
+        assert saved["replay/obs"].shape[0] == 300 + episodes + num_envs
+        assert int(first.sum()) == episodes + num_envs
 
     copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
     train(config, resume=copy, quiet=True)
@@ -142,6 +161,45 @@ def test_pixel_training_resumes_exactly_and_exports(tmp_path: Path) -> None:
     result = export_weights(straight / "policy.safetensors", tmp_path / "export")
     assert set(result.files) == {"onnx", "torchscript", "pt2"}
     assert all(c.ok for checks in result.checks.values() for c in checks)
+
+
+@pytest.mark.slow
+def test_the_loop_stores_in_shared_frames_exactly_the_transitions_of_whole_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pixel run (no updates, so both runs take the same steps) once with the
+    frame-sharing buffer and once with whole rows: the transitions must be the same."""
+    config = config_for(
+        "CartPole-v1",
+        pixels=True,
+        total_steps=240,
+        num_envs=2,
+        learning_starts=10_000,
+        buffer_size=1_000,
+        eval_every=0,
+        final_eval_episodes=1,
+        out=str(tmp_path),
+    )
+
+    def final_replay(run_dir: Path) -> dict[str, torch.Tensor]:
+        return {
+            name.removeprefix("replay/"): tensor
+            for name, tensor in load_file(sorted((run_dir / "checkpoints").iterdir())[-1]).items()
+            if name.startswith("replay/")
+        }
+
+    shared = final_replay(train(config, quiet=True).run_dir)
+    monkeypatch.setattr(experience, "shares_frames", lambda shape: False)
+    rows = final_replay(train(config, quiet=True).run_dir)
+
+    assert rows["obs"].shape[0] == 240  # whole rows: one per env step
+    transition = torch.nonzero(shared["source"] >= 0)[:, 0]  # no wrap: slots in write order
+    assert transition.numel() == 240
+    assert torch.equal(shared["obs"][shared["source"][transition]], rows["obs"])
+    assert torch.equal(shared["obs"][transition], rows["next_obs"])
+    for name in ("action", "reward", "terminated"):
+        assert torch.equal(shared[name][transition], rows[name]), name
+    assert rows["terminated"].any()  # episodes did end inside the run
 
 
 def test_sigterm_still_ends_a_process_that_renders() -> None:

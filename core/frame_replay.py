@@ -1,0 +1,313 @@
+"""Experience replay that stores every observation once: next_obs is shared, not copied.
+
+A plain replay row holds ``obs`` and ``next_obs``, so with frames every observation is stored
+twice (as one transition's next_obs and the following transition's obs). Here the storage is a
+ring of *slots*, one per observation, in the order the environments produced them:
+
+- a **first** slot holds an episode's first observation (what ``reset`` returned);
+- a **transition** slot holds the observation a stream (one environment) stepped to, with the
+  action, reward and ``terminated`` flag of that step. Its ``obs`` is the same stream's previous
+  slot, which the slot records by write number in ``source``.
+
+So a transition is ``(obs[source], action, reward, obs[itself], terminated)``. An episode's last
+observation, terminated or truncated, is stored in its own transition slot and its reset
+observation in the next first slot: a truncated transition keeps its real final observation,
+and one episode never borrows an observation from the next. Each episode costs one slot more
+than its number of steps; the ring holds ``capacity`` observations.
+
+A transition is *sampleable* while its obs slot has not been overwritten (the oldest few
+transitions of a full ring lose it first); first slots are never sampled. :func:`sample` draws
+uniformly among the sampleable transitions.
+
+Like :mod:`dqnkit.core.replay` the buffer is pure functions over an explicit state, writing in
+place only into storage allocated by :func:`init`. The idea of storing each frame once and
+sampling around the invalid slots is the one of Dopamine's ``OutOfGraphReplayBuffer``
+(https://github.com/google/dopamine); the layout and code here are ours.
+"""
+
+from typing import NamedTuple
+
+import torch
+
+from dqnkit.core.replay import write_segments
+from dqnkit.core.transition import Transition
+
+__all__ = ["Entry", "FrameReplayState", "add", "gather", "init", "sample", "sampleable"]
+
+NO_SOURCE = -1  # the ``source`` of a first slot, and ``latest`` of a stream not yet started
+
+# Rounds of redrawing non-sampleable indices before sample() switches to an exact draw among the
+# sampleable ones (which costs a pass over the whole ring).
+_REDRAWS = 4
+
+
+class Entry(NamedTuple):
+    """Slots to write: one observation each, for any number ``M`` of slots.
+
+    Attributes:
+      stream: ``[M]`` integer, the environment (in ``[0, streams)``) the observation comes from.
+      obs: ``[M, *obs_shape]``, the observation.
+      first: ``[M]`` bool, True for an episode's first observation (then the other fields are
+        ignored), False for the observation a step reached.
+      action: ``[M]``, the action taken from the stream's previous observation.
+      reward: ``[M]``, the reward of that step.
+      terminated: ``[M]`` bool, the step reached a terminal state (not a time limit).
+    """
+
+    stream: torch.Tensor
+    obs: torch.Tensor
+    first: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+
+
+class FrameReplayState(NamedTuple):
+    """A ring of observation slots and the transitions between them.
+
+    Attributes:
+      obs: ``[capacity, *obs_shape]``, each slot's observation.
+      action: ``[capacity]``, the action that reached the slot (transition slots only).
+      reward: ``[capacity]``, its reward.
+      terminated: ``[capacity]``, its terminated flag.
+      source: ``[capacity]`` int64, the write number of the slot holding the transition's obs;
+        :data:`NO_SOURCE` for first slots. Slot ``n % capacity`` holds write number ``n``.
+      latest: ``[streams]`` int64, the write number of each stream's newest slot (its current
+        observation), :data:`NO_SOURCE` before the stream's first.
+      written: the number of slots written since :func:`init`.
+    """
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    source: torch.Tensor
+    latest: torch.Tensor
+    written: int
+
+    @property
+    def capacity(self) -> int:
+        """The number of slots (observations) the ring holds."""
+        return int(self.obs.shape[0])
+
+    @property
+    def streams(self) -> int:
+        """The number of environments writing into the ring."""
+        return int(self.latest.shape[0])
+
+    @property
+    def cursor(self) -> int:
+        """The slot the next write goes to."""
+        return self.written % self.capacity
+
+    @property
+    def size(self) -> int:
+        """How many slots hold data."""
+        return min(self.written, self.capacity)
+
+
+def init(
+    capacity: int,
+    example: Transition,
+    streams: int = 1,
+    device: torch.device | str | None = None,
+) -> FrameReplayState:
+    """Allocates an empty ring of ``capacity`` slots for rows shaped and typed like ``example``.
+
+    Args:
+      capacity: the number of observations kept; older slots are overwritten first.
+      example: one transition (no leading dimension); ``next_obs`` must match ``obs``.
+      streams: how many environments write into the ring, each with its own episodes.
+      device: where the storage lives; ``example.obs``'s device when None.
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+    if isinstance(streams, bool) or not isinstance(streams, int) or streams <= 0:
+        raise ValueError(f"streams must be a positive int, got {streams!r}")
+    if capacity <= streams:
+        raise ValueError(
+            f"capacity ({capacity}) must exceed streams ({streams}): a transition's obs is "
+            "written up to streams slots before it and must still be stored"
+        )
+    if not isinstance(example, Transition):
+        raise ValueError(f"example must be a Transition, got {type(example).__name__}")
+    if example.next_obs.shape != example.obs.shape or example.next_obs.dtype != example.obs.dtype:
+        raise ValueError(
+            "example.next_obs must have obs's shape and dtype: they share one storage, got "
+            f"{tuple(example.obs.shape)} {example.obs.dtype} and "
+            f"{tuple(example.next_obs.shape)} {example.next_obs.dtype}"
+        )
+    where = example.obs.device if device is None else torch.device(device)
+
+    def empty(like: torch.Tensor) -> torch.Tensor:
+        return torch.empty((capacity, *like.shape), dtype=like.dtype, device=where)
+
+    return FrameReplayState(
+        obs=empty(example.obs),
+        action=empty(example.action),
+        reward=empty(example.reward),
+        terminated=empty(example.terminated),
+        source=torch.full((capacity,), NO_SOURCE, dtype=torch.int64, device=where),
+        latest=torch.full((streams,), NO_SOURCE, dtype=torch.int64, device=where),
+        written=0,
+    )
+
+
+def add(state: FrameReplayState, entries: Entry) -> FrameReplayState:
+    """Writes slots into the ring, in place, and returns the advanced state.
+
+    Within ``entries`` the slots are in the order they happened; a transition's obs is the
+    previous slot of its stream in ``entries``, or the stream's latest slot before this call.
+
+    Raises:
+      ValueError: shapes or dtypes that do not fit the storage, a stream out of range, or a
+        transition of a stream that has no observation yet (write its first one before).
+    """
+    count = _check_entries(state, entries)
+    device = state.obs.device
+    stream = entries.stream.to(device=device, dtype=torch.int64)
+    first = entries.first.to(device=device, dtype=torch.bool)
+    numbers = state.written + torch.arange(count, dtype=torch.int64, device=device)
+
+    # Group the slots by stream, in order of writing (the keys are distinct, so the sort is
+    # deterministic); each slot's predecessor is the slot before it in its group, or the
+    # stream's latest slot for the first of a group.
+    order = torch.argsort(stream * count + numbers)
+    grouped = stream[order]
+    same_stream = torch.zeros(count, dtype=torch.bool, device=device)
+    same_stream[1:] = grouped[1:] == grouped[:-1]
+    before = torch.empty(count, dtype=torch.int64, device=device)
+    before[1:] = numbers[order][:-1]
+    previous = torch.empty_like(before)
+    previous[order] = torch.where(same_stream, before, state.latest[grouped])
+    orphans = ~first & (previous == NO_SOURCE)
+    if bool(orphans.any()):
+        index = int(torch.nonzero(orphans)[0, 0])
+        raise ValueError(
+            f"entries[{index}] is a transition of stream {int(stream[index])}, which has no "
+            "observation yet: add that stream's reset observation with first=True before"
+        )
+    source = torch.where(first, NO_SOURCE, previous)
+    latest = state.latest.scatter_reduce(0, stream, numbers, reduce="amax", include_self=True)
+
+    columns = (
+        (state.obs, entries.obs),
+        (state.action, entries.action),
+        (state.reward, entries.reward),
+        (state.terminated, entries.terminated),
+        (state.source, source),
+    )
+    for dst, src, length in write_segments(state.cursor, count, state.capacity):
+        for stored, new in columns:
+            stored[dst : dst + length].copy_(new[src : src + length])
+    return state._replace(latest=latest, written=state.written + count)
+
+
+def sampleable(state: FrameReplayState) -> torch.Tensor:
+    """The slots holding a transition whose obs is still stored, oldest first, as int64 ``[K]``."""
+    size = state.size
+    slots = torch.arange(size, dtype=torch.int64, device=state.obs.device)
+    if state.written > state.capacity:
+        slots = (slots + state.cursor) % state.capacity
+    return slots[state.source[slots] >= _oldest_kept(state)]
+
+
+def gather(state: FrameReplayState, index: torch.Tensor) -> Transition:
+    """The transitions in slots ``index`` (each sampleable), as fresh tensors ``[B, ...]``."""
+    return _gather(state, index, state.source.index_select(0, index))
+
+
+def _gather(state: FrameReplayState, index: torch.Tensor, source: torch.Tensor) -> Transition:
+    return Transition(
+        obs=state.obs.index_select(0, source % state.capacity),
+        action=state.action.index_select(0, index),
+        reward=state.reward.index_select(0, index),
+        next_obs=state.obs.index_select(0, index),
+        terminated=state.terminated.index_select(0, index),
+    )
+
+
+def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator) -> Transition:
+    """Draws ``batch_size`` transitions uniformly, with replacement, among the sampleable ones.
+
+    Non-sampleable draws (first slots, transitions whose obs was overwritten) are redrawn from
+    a fresh batch, a few times, then among the sampleable slots only; the result depends only
+    on the state and ``generator``.
+
+    Raises:
+      ValueError: no transition is sampleable yet, or ``batch_size`` is not a positive int.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    size, oldest, device = state.size, _oldest_kept(state), state.obs.device
+    if size == 0:
+        raise ValueError("cannot sample from an empty replay buffer (nothing written)")
+
+    def draw(n: int, high: int) -> torch.Tensor:
+        return torch.randint(0, high, (n,), generator=generator, device=generator.device).to(device)
+
+    # Slots [0, size) are exactly the written ones: writes start at slot 0 and wrap only once full.
+    index = draw(batch_size, size)
+    for _ in range(_REDRAWS):
+        source = state.source.index_select(0, index)
+        bad = source < oldest
+        if not bool(bad.any()):
+            return _gather(state, index, source)
+        index = torch.where(bad, draw(batch_size, size), index)
+    bad = state.source.index_select(0, index) < oldest
+    if bool(bad.any()):
+        valid = sampleable(state)
+        if valid.numel() == 0:
+            raise ValueError(
+                "no transition to sample yet: no stored transition has its obs still stored "
+                "(the ring holds only episodes' first observations, or is too small)"
+            )
+        index = torch.where(bad, valid[draw(batch_size, int(valid.numel()))], index)
+    return gather(state, index)
+
+
+def _oldest_kept(state: FrameReplayState) -> int:
+    """The write number of the oldest slot still stored; a source below it is gone."""
+    return max(0, state.written - state.capacity)
+
+
+def _check_entries(state: FrameReplayState, entries: Entry) -> int:
+    """Checks ``entries`` against the storage field by field and returns their common count."""
+    if not isinstance(entries, Entry):
+        raise ValueError(f"entries must be an Entry, got {type(entries).__name__}")
+    stored = {
+        "stream": (torch.empty((0,), dtype=torch.int64), ()),
+        "obs": (state.obs, state.obs.shape[1:]),
+        "first": (torch.empty((0,), dtype=torch.bool), ()),
+        "action": (state.action, state.action.shape[1:]),
+        "reward": (state.reward, state.reward.shape[1:]),
+        "terminated": (state.terminated, state.terminated.shape[1:]),
+    }
+    count: int | None = None
+    for name, new in zip(Entry._fields, entries, strict=True):
+        like, shape = stored[name]
+        if not isinstance(new, torch.Tensor):
+            raise ValueError(f"entries.{name} must be a tensor, got {type(new).__name__}")
+        if new.dim() == 0 or new.shape[1:] != shape:
+            raise ValueError(
+                f"entries.{name} has shape {tuple(new.shape)}, expected [M, *{tuple(shape)}]"
+            )
+        if not torch.can_cast(new.dtype, like.dtype):
+            raise ValueError(
+                f"entries.{name} has dtype {new.dtype}, which cannot be stored as {like.dtype} "
+                "without loss"
+            )
+        if count is None:
+            count = int(new.shape[0])
+        elif new.shape[0] != count:
+            raise ValueError(
+                f"entries.{name} has {new.shape[0]} rows but entries.stream has {count}; "
+                "every field needs the same leading dimension"
+            )
+    assert count is not None  # Entry always has fields
+    if count and bool(((entries.stream < 0) | (entries.stream >= state.streams)).any()):
+        raise ValueError(
+            f"entries.stream must be in [0, {state.streams}), got values "
+            f"{int(entries.stream.min())}..{int(entries.stream.max())}"
+        )
+    return count
