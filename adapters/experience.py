@@ -18,9 +18,21 @@ import torch
 
 from dqnkit.core import FrameReplayState, ReplayState, Transition, frame_replay, replay
 
-__all__ = ["Experience", "shares_frames"]
+__all__ = ["Experience", "example_row", "shares_frames"]
 
 Array = np.ndarray[Any, Any]
+
+
+def example_row(obs_shape: tuple[int, ...], obs_dtype: torch.dtype) -> Transition:
+    """One zero transition as the loop stores them: int64 action, float32 reward, bool flag."""
+    obs = torch.zeros(obs_shape, dtype=obs_dtype)
+    return Transition(
+        obs=obs,
+        action=torch.zeros((), dtype=torch.int64),
+        reward=torch.zeros((), dtype=torch.float32),
+        next_obs=obs.clone(),
+        terminated=torch.zeros((), dtype=torch.bool),
+    )
 
 
 def shares_frames(obs_shape: tuple[int, ...]) -> bool:

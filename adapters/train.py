@@ -35,7 +35,7 @@ from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.envs import action_meanings, env_factory
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
-from dqnkit.adapters.experience import Experience
+from dqnkit.adapters.experience import Experience, example_row
 from dqnkit.adapters.metrics import MetricsLog
 from dqnkit.adapters.vector import step_rows
 from dqnkit.core import (
@@ -130,7 +130,7 @@ def _train(
         "act": torch.Generator().manual_seed(config.seed),
         "sample": torch.Generator().manual_seed(config.seed + 1),
     }
-    example = _example_row(obs_space)
+    example = example_row(obs_space.shape, _torch_dtype(obs_space.dtype))
     memory = Experience.create(config.buffer_size, example, config.num_envs, device)
     loop = _fresh_loop(config.num_envs)
 
@@ -366,17 +366,6 @@ def _make_vector_env(config: TrainConfig, preprocessing: dict[str, Any] | None) 
     if envs.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
         raise RuntimeError(f"expected autoreset DISABLED, got {envs.metadata['autoreset_mode']}")
     return envs
-
-
-def _example_row(space: gym.spaces.Box) -> Transition:
-    obs = torch.zeros(space.shape, dtype=_torch_dtype(space.dtype))
-    return Transition(
-        obs=obs,
-        action=torch.zeros((), dtype=torch.int64),
-        reward=torch.zeros((), dtype=torch.float32),
-        next_obs=obs.clone(),
-        terminated=torch.zeros((), dtype=torch.bool),
-    )
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import torch
 
+from dqnkit.core._checks import check_batch
 from dqnkit.core.replay import write_segments
 from dqnkit.core.transition import Transition
 
@@ -275,36 +276,10 @@ def _check_entries(state: FrameReplayState, entries: Entry) -> int:
     """Checks ``entries`` against the storage field by field and returns their common count."""
     if not isinstance(entries, Entry):
         raise ValueError(f"entries must be an Entry, got {type(entries).__name__}")
-    stored = {
-        "stream": (torch.empty((0,), dtype=torch.int64), ()),
-        "obs": (state.obs, state.obs.shape[1:]),
-        "first": (torch.empty((0,), dtype=torch.bool), ()),
-        "action": (state.action, state.action.shape[1:]),
-        "reward": (state.reward, state.reward.shape[1:]),
-        "terminated": (state.terminated, state.terminated.shape[1:]),
-    }
-    count: int | None = None
-    for name, new in zip(Entry._fields, entries, strict=True):
-        like, shape = stored[name]
-        if not isinstance(new, torch.Tensor):
-            raise ValueError(f"entries.{name} must be a tensor, got {type(new).__name__}")
-        if new.dim() == 0 or new.shape[1:] != shape:
-            raise ValueError(
-                f"entries.{name} has shape {tuple(new.shape)}, expected [M, *{tuple(shape)}]"
-            )
-        if not torch.can_cast(new.dtype, like.dtype):
-            raise ValueError(
-                f"entries.{name} has dtype {new.dtype}, which cannot be stored as {like.dtype} "
-                "without loss"
-            )
-        if count is None:
-            count = int(new.shape[0])
-        elif new.shape[0] != count:
-            raise ValueError(
-                f"entries.{name} has {new.shape[0]} rows but entries.stream has {count}; "
-                "every field needs the same leading dimension"
-            )
-    assert count is not None  # Entry always has fields
+    flags = torch.empty((0,), dtype=torch.bool)
+    stored = [torch.empty((0,), dtype=torch.int64), state.obs, flags]
+    stored += [state.action, state.reward, state.terminated]
+    count = check_batch("entries", entries, Entry._fields, stored)
     if count and bool(((entries.stream < 0) | (entries.stream >= state.streams)).any()):
         raise ValueError(
             f"entries.stream must be in [0, {state.streams}), got values "

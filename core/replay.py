@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from dqnkit.core._checks import check_batch
 from dqnkit.core.transition import Transition
 
 __all__ = ["ReplayState", "add", "init", "sample", "write_segments"]
@@ -147,26 +148,4 @@ def _check_rows(storage: Transition, rows: Transition) -> int:
     """Checks ``rows`` against ``storage`` field by field and returns their common count."""
     if not isinstance(rows, Transition):
         raise ValueError(f"rows must be a Transition, got {type(rows).__name__}")
-    count: int | None = None
-    for name, stored, new in zip(Transition._fields, storage, rows, strict=True):
-        if not isinstance(new, torch.Tensor):
-            raise ValueError(f"rows.{name} must be a tensor, got {type(new).__name__}")
-        if new.dim() == 0 or new.shape[1:] != stored.shape[1:]:
-            raise ValueError(
-                f"rows.{name} has shape {tuple(new.shape)}, expected [N, "
-                f"*{tuple(stored.shape[1:])}] to match the storage's {tuple(stored.shape)}"
-            )
-        if not torch.can_cast(new.dtype, stored.dtype):
-            raise ValueError(
-                f"rows.{name} has dtype {new.dtype}, which cannot be stored in the "
-                f"storage's {stored.dtype} without loss"
-            )
-        if count is None:
-            count = int(new.shape[0])
-        elif new.shape[0] != count:
-            raise ValueError(
-                f"rows.{name} has {new.shape[0]} rows but rows.obs has {count}; "
-                "every field needs the same leading dimension"
-            )
-    assert count is not None  # Transition always has fields
-    return count
+    return check_batch("rows", rows, Transition._fields, list(storage))

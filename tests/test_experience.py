@@ -3,19 +3,14 @@
 import numpy as np
 import torch
 
-from dqnkit.adapters.experience import Experience
-from dqnkit.core import FrameReplayState, ReplayState, Transition, frame_replay
-
-
-def example(shape: tuple[int, ...], dtype: torch.dtype) -> Transition:
-    obs = torch.zeros(shape, dtype=dtype)
-    return Transition(obs, torch.tensor(0), torch.tensor(0.0), obs, torch.tensor(False))
+from dqnkit.adapters.experience import Experience, example_row
+from dqnkit.core import FrameReplayState, ReplayState, frame_replay
 
 
 def test_vector_observations_use_the_plain_buffer_and_images_the_frame_sharing_one() -> None:
     cpu = torch.device("cpu")
-    plain = Experience.create(10, example((4,), torch.float32), 2, cpu)
-    frames = Experience.create(10, example((1, 2, 3), torch.uint8), 2, cpu)
+    plain = Experience.create(10, example_row((4,), torch.float32), 2, cpu)
+    frames = Experience.create(10, example_row((1, 2, 3), torch.uint8), 2, cpu)
     assert isinstance(plain.state, ReplayState)
     assert isinstance(frames.state, FrameReplayState)
     assert frames.state.streams == 2
@@ -25,7 +20,7 @@ def test_frames_come_back_as_the_transitions_the_loop_recorded() -> None:
     """Two environments driven the way adapters/train.py drives them: start, then per step
     ``step`` for all and ``start`` for those whose episode ended, flushed at odd moments. Env 0
     terminates at its 3rd step; env 1 is truncated at its 2nd and 4th."""
-    memory = Experience.create(100, example((1, 2, 3), torch.uint8), 2, torch.device("cpu"))
+    memory = Experience.create(100, example_row((1, 2, 3), torch.uint8), 2, torch.device("cpu"))
     made = 0
 
     def frames(n: int) -> np.ndarray:
@@ -76,7 +71,7 @@ def test_frames_come_back_as_the_transitions_the_loop_recorded() -> None:
 
 
 def test_the_plain_buffer_records_whole_rows() -> None:
-    memory = Experience.create(4, example((2,), torch.float32), 2, torch.device("cpu"))
+    memory = Experience.create(4, example_row((2,), torch.float32), 2, torch.device("cpu"))
     obs = np.array([[0, 0], [1, 1]], dtype=np.float32)
     memory.start(np.arange(2), obs)  # nothing to record: rows carry their own obs
     memory.step(obs, np.array([1, 0]), np.array([0.5, 1.5]), obs + 2, np.array([False, True]))
