@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import sys
 import timeit
@@ -96,6 +97,8 @@ class Case:
     # Untimed, before each timing of ``number`` calls (after ``number`` is set).
     setup: Callable[[], object] = lambda: None
     times_us: list[float] = field(default_factory=list)
+    faults: int = 0  # minor page faults during the timed calls
+    calls: int = 0  # timed calls
 
     @property
     def unit(self) -> str:
@@ -115,6 +118,10 @@ class Case:
     @property
     def median_us(self) -> float:
         return statistics.median(self.times_us)
+
+    @property
+    def faults_per_call(self) -> float:
+        return self.faults / self.calls if self.calls else 0.0
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -361,8 +368,13 @@ def calibrate(case: Case, timer: timeit.Timer, target_s: float) -> None:
         case.number *= 2
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (first touches of freshly mapped memory)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def measure(cases: Sequence[Case], settings: Settings) -> None:
-    """Fills each case's ``times_us``, interleaving the cases round by round."""
+    """Fills each case's ``times_us`` (and fault counts), interleaving the cases round by round."""
     timers = [timeit.Timer(case.run, setup=case.setup) for case in cases]
     for case, timer in zip(cases, timers, strict=True):
         case.number = settings.warmup
@@ -370,7 +382,10 @@ def measure(cases: Sequence[Case], settings: Settings) -> None:
         calibrate(case, timer, settings.target_s)
     for _ in range(settings.rounds):
         for case, timer in zip(cases, timers, strict=True):
+            faults = minor_faults()
             times = timer.repeat(repeat=settings.repeat, number=case.number)
+            case.faults += minor_faults() - faults
+            case.calls += settings.repeat * case.number
             case.times_us.extend(t / case.number / case.divisor * 1e6 for t in times)
 
 
@@ -393,7 +408,8 @@ def ratio(cases: Sequence[Case], implementation: str, operation: str, size: int)
     return other.median_us / ours.median_us
 
 
-def _fmt(value: float) -> str:
+def fmt_us(value: float) -> str:
+    """A time in µs to about four significant figures."""
     return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
 
 
@@ -411,8 +427,8 @@ def results_table(cases: Sequence[Case]) -> str:
         label = f"{case.operation} ({'per row' if case.operation == ADD else 'per batch'})"
         rel = "" if case.implementation == DQNKIT else _fmt_ratio(ratio(cases, *_key(case)))
         lines.append(
-            f"| {case.implementation} | {label} | {case.size} | {_fmt(q2)} "
-            f"| {_fmt(q1)}–{_fmt(q3)} | {rel} |"
+            f"| {case.implementation} | {label} | {case.size} | {fmt_us(q2)} "
+            f"| {fmt_us(q1)}–{fmt_us(q3)} | {rel} |"
         )
     return "\n".join(lines)
 
@@ -430,7 +446,7 @@ def ratios_table(cases: Sequence[Case]) -> str:
         cells = [str(batch)]
         for implementation in (DQNKIT, SB3, TUTORIAL):
             case = find(cases, implementation, SAMPLE, batch)
-            cells.append("n/a" if case is None else _fmt(case.median_us))
+            cells.append("n/a" if case is None else fmt_us(case.median_us))
             if implementation != DQNKIT:
                 cells.append(_fmt_ratio(ratio(cases, implementation, SAMPLE, batch)))
         lines.append("| " + " | ".join(cells) + " |")
@@ -450,7 +466,7 @@ def aims(cases: Sequence[Case]) -> list[str]:
     sample_128 = find(cases, DQNKIT, SAMPLE, 128)
     assert sample_128 is not None
     lines.append(
-        f"sample 128 in <= {AIM_SAMPLE_128_US:g} µs: {_fmt(sample_128.median_us)} µs"
+        f"sample 128 in <= {AIM_SAMPLE_128_US:g} µs: {fmt_us(sample_128.median_us)} µs"
         f" -> {verdict(sample_128.median_us <= AIM_SAMPLE_128_US)}"
     )
     for implementation, aim in ((SB3, AIM_SB3_RATIO), (TUTORIAL, AIM_TUTORIAL_RATIO)):
@@ -464,7 +480,7 @@ def aims(cases: Sequence[Case]) -> list[str]:
         assert add is not None
         lines.append(
             f"add in chunks of {chunk} at <= {AIM_ADD_PER_ROW_US:g} µs/row: "
-            f"{_fmt(add.median_us)} µs/row -> {verdict(add.median_us <= AIM_ADD_PER_ROW_US)}"
+            f"{fmt_us(add.median_us)} µs/row -> {verdict(add.median_us <= AIM_ADD_PER_ROW_US)}"
         )
     return lines
 
