@@ -1,13 +1,16 @@
 """Pixels: the preprocessing maths by hand, the wrapper, and a short train-resume-export run."""
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from dqnkit.adapters import CommandError, config_for, experience, train
@@ -20,6 +23,7 @@ from dqnkit.adapters.pixels import (
     make_pixel_env,
     view_start,
 )
+from dqnkit.core import Transition, frame_replay
 from dqnkit.export import export_weights, load_weights
 from tests.runs import rewind_to_first_checkpoint
 
@@ -164,42 +168,57 @@ def test_pixel_training_resumes_exactly_and_exports(
 
 
 @pytest.mark.slow
-def test_the_loop_stores_in_shared_frames_exactly_the_transitions_of_whole_rows(
+def test_training_on_shared_frames_is_training_on_whole_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same pixel run (no updates, so both runs take the same steps) once with the
-    frame-sharing buffer and once with whole rows: the transitions must be the same."""
+    """The same pixel run twice, two envs, with the frame ring and with whole rows. The ring's
+    sample is made to draw like the plain buffer's (the i-th oldest transition for the plain
+    buffer's row i, the same in a ring that has not wrapped): then every batch, and so every
+    weight, must be the same. What remains different in real runs is only which draws pick what.
+    """
     config = config_for(
         "CartPole-v1",
         pixels=True,
-        total_steps=240,
+        frame_mode="stack",  # a difference input starts every episode with the same frame
+        frames=2,
+        total_steps=600,
         num_envs=2,
-        learning_starts=10_000,
+        learning_starts=100,
+        train_every=4,
+        batch_size=16,
         buffer_size=1_000,
         eval_every=0,
         final_eval_episodes=1,
         out=str(tmp_path),
     )
 
-    def final_replay(run_dir: Path) -> dict[str, torch.Tensor]:
-        return {
-            name.removeprefix("replay/"): tensor
-            for name, tensor in load_file(sorted((run_dir / "checkpoints").iterdir())[-1]).items()
-            if name.startswith("replay/")
-        }
+    def like_the_plain_buffer(
+        state: frame_replay.FrameReplayState, batch_size: int, generator: torch.Generator
+    ) -> Transition:
+        in_age_order = frame_replay.sampleable(state)
+        row = torch.randint(0, in_age_order.numel(), (batch_size,), generator=generator)
+        return frame_replay.gather(state, in_age_order[row])
 
-    shared = final_replay(train(config, quiet=True).run_dir)
+    monkeypatch.setattr(frame_replay, "sample", like_the_plain_buffer)
+    shared = train(config, quiet=True).run_dir
     monkeypatch.setattr(experience, "shares_frames", lambda shape: False)
-    rows = final_replay(train(config, quiet=True).run_dir)
+    rows = train(config, quiet=True).run_dir
 
-    assert rows["obs"].shape[0] == 240  # whole rows: one per env step
-    transition = torch.nonzero(shared["source"] >= 0)[:, 0]  # no wrap: slots in write order
-    assert transition.numel() == 240
-    assert torch.equal(shared["obs"][shared["source"][transition]], rows["obs"])
-    assert torch.equal(shared["obs"][transition], rows["next_obs"])
-    for name in ("action", "reward", "terminated"):
-        assert torch.equal(shared[name][transition], rows[name]), name
-    assert rows["terminated"].any()  # episodes did end inside the run
+    def last_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        path = sorted((run_dir / "checkpoints").iterdir())[-1]
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["dqnkit.checkpoint"])
+        return load_file(path), meta
+
+    (ring, ring_meta), (whole, whole_meta) = last_checkpoint(shared), last_checkpoint(rows)
+    assert ring_meta["replay"]["kind"] == "frames"
+    assert "replay/next_obs" not in ring
+    assert whole_meta["replay"]["kind"] == "transitions"
+    assert bool(whole["replay/terminated"].any())  # episodes ended within the run
+    # One update at each step 100, 104, ..., 600 (two envs: steps go up by 2).
+    assert ring_meta["loop"]["updates"] == whole_meta["loop"]["updates"] == 126
+    a, b = load_file(shared / "policy.safetensors"), load_file(rows / "policy.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
 
 
 def test_sigterm_still_ends_a_process_that_renders() -> None:
