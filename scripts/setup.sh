@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Creates .venv (if needed) and installs dqnkit into it, editable, with its test and
-# tensorboard extras. torch is installed first, pinned by constraints.txt, so nothing can
-# resolve a newer torch with CUDA packages. Re-runs only when the inputs change.
+# Creates .venv (if needed) and installs dqnkit into it, editable, with its test,
+# tensorboard, video, atari and sweep extras. torch is installed first, pinned by
+# constraints.txt, so nothing can resolve a newer torch with CUDA packages. Re-runs only when the inputs change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-EXTRAS=${DQNKIT_EXTRAS:-test,tensorboard}
+EXTRAS=${DQNKIT_EXTRAS:-test,tensorboard,video,atari,sweep}
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
