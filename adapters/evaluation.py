@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dqnkit.adapters.envs import env_factory
+from dqnkit.adapters.envs import env_errors, env_factory, finite_observation
+from dqnkit.adapters.errors import CommandError
 
 __all__ = ["EvalResult", "evaluate_policy", "greedy_act", "run_episodes"]
 
@@ -42,6 +43,11 @@ class EvalResult:
         }
 
 
+# Episodes of an environment with no time limit of its own end after this many steps, as
+# truncated: 27,000 agent steps is Atari's customary 108,000 frames at a frame skip of 4.
+DEFAULT_MAX_EPISODE_STEPS = 27_000
+
+
 def run_episodes(
     act: Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]],
     make: Callable[[], gym.Env[Any, Any]],
@@ -49,12 +55,17 @@ def run_episodes(
     episodes: int,
     seed: int,
     max_parallel: int = 16,
+    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
 ) -> EvalResult:
     """Runs ``episodes`` whole episodes with ``act`` (a batch of observations -> actions).
 
     Episodes are spread over up to ``max_parallel`` environments, seeded ``seed + i`` once, so
     ``act`` sees batches. Each environment runs a fixed quota of episodes, so the result does not
-    favour short episodes and depends only on ``seed``.
+    favour short episodes and depends only on ``seed``. An environment without a time limit of
+    its own (``spec.max_episode_steps``) has its episodes truncated at ``max_episode_steps``.
+
+    Raises:
+      CommandError: the environment raised, or gave a non-finite observation or reward.
     """
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -62,7 +73,12 @@ def run_episodes(
     quotas = [episodes // n + (i < episodes % n) for i in range(n)]
     envs = [make() for _ in range(n)]
     try:
-        obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+        env_id = _env_name(envs[0])
+        limits = [_step_limit(env, max_episode_steps) for env in envs]
+        obs = []
+        for i, env in enumerate(envs):
+            with env_errors(env_id, "reset"):
+                obs.append(finite_observation(env.reset(seed=seed + i)[0], env_id))
         totals = [0.0] * n
         steps = [0] * n
         returns: list[list[float]] = [[] for _ in range(n)]
@@ -72,16 +88,22 @@ def run_episodes(
             actions = act(np.stack([obs[i] for i in active]))
             still_active = []
             for i, action in zip(active, actions.tolist(), strict=True):
-                obs[i], reward, terminated, truncated, _ = envs[i].step(action)
-                totals[i] += float(reward)
+                with env_errors(env_id, "step"):
+                    obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+                obs[i] = finite_observation(obs[i], env_id)
+                reward = float(reward)
+                if not math.isfinite(reward):
+                    raise CommandError(f"environment {env_id!r} returned a reward of {reward}")
+                totals[i] += reward
                 steps[i] += 1
-                if terminated or truncated:
+                if terminated or truncated or steps[i] >= limits[i]:
                     returns[i].append(totals[i])
                     lengths[i].append(steps[i])
                     totals[i], steps[i] = 0.0, 0
                     if len(returns[i]) == quotas[i]:
                         continue
-                    obs[i] = envs[i].reset()[0]
+                    with env_errors(env_id, "reset"):
+                        obs[i] = finite_observation(envs[i].reset()[0], env_id)
                 still_active.append(i)
             active = still_active
     finally:
@@ -93,6 +115,15 @@ def run_episodes(
     )
 
 
+def _env_name(env: gym.Env[Any, Any]) -> str:
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+
+
+def _step_limit(env: gym.Env[Any, Any], default: int) -> int:
+    own = env.spec.max_episode_steps if env.spec is not None else None
+    return int(own) if own else default
+
+
 def evaluate_policy(
     network: torch.nn.Module,
     env_id: str,
@@ -100,15 +131,21 @@ def evaluate_policy(
     episodes: int,
     seed: int,
     preprocessing: dict[str, Any] | None = None,
+    allow_import: bool = False,
 ) -> EvalResult:
     """The greedy policy of ``network`` over ``episodes`` episodes of ``env_id``.
 
-    ``preprocessing`` (a ``PolicySpec.preprocessing``) makes the observations pixels.
+    ``preprocessing`` (a ``PolicySpec.preprocessing``) makes the observations pixels;
+    ``allow_import`` as in :func:`dqnkit.adapters.envs.check_env_id`.
+
+    Raises:
+      CommandError: the environment does not fit the network, misbehaves, or the network's
+        Q-values are not finite.
     """
     was_training = network.training
     network.eval()
     try:
-        make = env_factory(env_id, preprocessing)
+        make = env_factory(env_id, preprocessing, allow_import=allow_import)
         return run_episodes(greedy_act(network), make, episodes=episodes, seed=seed)
     finally:
         network.train(was_training)
@@ -117,12 +154,20 @@ def evaluate_policy(
 def greedy_act(
     network: torch.nn.Module,
 ) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
-    """A batch of observations -> the network's greedy actions, as numpy (for run_episodes)."""
+    """A batch of observations -> the network's greedy actions, as numpy (for run_episodes).
+
+    Raises CommandError when the Q-values are not finite: an argmax over NaN is meaningless.
+    """
     device = next(network.parameters()).device
 
     def act(obs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         with torch.inference_mode():
             q = network(torch.as_tensor(obs, device=device))
+            if not bool(torch.isfinite(q).all()):
+                raise CommandError(
+                    "the policy's Q-values are not finite (NaN or infinity) on a finite "
+                    "observation: its weights are broken"
+                )
         return q.argmax(dim=1).cpu().numpy()  # type: ignore[no-any-return]
 
     return act

@@ -7,10 +7,11 @@ import types
 import typing
 from typing import Any
 
-from dqnkit.adapters import rundir
+from dqnkit.adapters import cli_args, deploy_cli, rundir
 from dqnkit.adapters.config import PIXEL_PRESETS, PRESETS, TrainConfig, config_for, flag
+from dqnkit.adapters.envs import policy_env_factory
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.evaluation import evaluate_policy, format_result
+from dqnkit.adapters.evaluation import format_result, greedy_act, run_episodes
 from dqnkit.adapters.train import EVAL_SEED_OFFSET, train
 from dqnkit.export.weights import load_weights
 
@@ -103,41 +104,44 @@ def add_evaluate_parser(subparsers: Any) -> None:
     parser.add_argument(
         "path", metavar="RUN_DIR_OR_WEIGHTS", help="a run directory or a policy.safetensors file"
     )
-    parser.add_argument("--episodes", type=int, default=100, help="episodes to run")
+    parser.add_argument(
+        "--episodes", type=cli_args.positive_int, default=100, help="episodes to run"
+    )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=cli_args.seed,
         default=EVAL_SEED_OFFSET,
         help="seed of the first evaluation environment",
     )
+    deploy_cli.add_env_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_evaluate_command)
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-
-    if args.episodes <= 0:
-        raise CommandError(f"--episodes must be positive, got {args.episodes}")
+    deploy_cli.refuse_artifact(args.path, "evaluate")
     path = rundir.resolve_policy(args.path)
     try:
         network, spec = load_weights(path)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    result = evaluate_policy(
-        network,
-        spec.env_id,
-        episodes=args.episodes,
-        seed=args.seed,
-        preprocessing=spec.preprocessing,
+    env_id = args.env or spec.env_id
+    make = policy_env_factory(
+        env_id,
+        spec.preprocessing,
+        obs_shape=spec.obs_shape,
+        n_actions=spec.n_actions,
+        allow_import=args.env is not None,
     )
+    result = run_episodes(greedy_act(network), make, episodes=args.episodes, seed=args.seed)
     if args.json:
         print(
             json.dumps(
-                {"env_id": spec.env_id, "weights": str(path), "seed": args.seed, **result.to_dict()}
+                {"env_id": env_id, "weights": str(path), "seed": args.seed, **result.to_dict()}
             )
         )
     else:
-        print(f"{spec.env_id}: {format_result(result)}")
+        print(f"{env_id}: {format_result(result)}")
     return 0
 
 

@@ -42,7 +42,12 @@ def test_conv_round_trip_includes_batch_norm_statistics(tmp_path: Path) -> None:
     net = ConvQNetwork((2, 30, 30), 3)
     net.train()(torch.rand(4, 2, 30, 30))  # moves the running statistics
     spec = cartpole_spec(
-        obs_shape=(2, 30, 30), obs_dtype="uint8", n_actions=3, network={"kind": "conv"}
+        obs_shape=(2, 30, 30),
+        obs_dtype="uint8",
+        n_actions=3,
+        network={"kind": "conv"},
+        obs_low=0.0,
+        obs_high=255.0,
     )
     save_weights(tmp_path / "c.safetensors", net, spec)
     loaded, _ = load_weights(tmp_path / "c.safetensors")
