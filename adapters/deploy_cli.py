@@ -6,21 +6,23 @@ against the PyTorch network on sampled and real-episode observations. ``dqnkit p
 runs one artifact alone in its environment: proof that the file is the policy.
 """
 
+from __future__ import annotations
+
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import gymnasium as gym
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dqnkit.adapters import cli_args
-from dqnkit.adapters.envs import env_errors, finite_observation, policy_env_factory
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.evaluation import greedy_act, run_episodes
-from dqnkit.adapters.rundir import resolve_policy
+from dqnkit.adapters.video import add_watch_options, watch_from_args
+
+# Parsers are built without numpy, gymnasium or torch (dqnkit --help answers at once); each
+# command imports what it needs when it runs. `play x.onnx` never imports torch.
+if TYPE_CHECKING:
+    import gymnasium as gym
+    import numpy as np
 
 __all__ = [
     "add_export_parser",
@@ -30,12 +32,13 @@ __all__ = [
     "load_artifact",
     "play_command",
     "refuse_artifact",
+    "run_and_report",
 ]
 
 _SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".pt2": "pt2"}
 
 # An observation batch [B, *obs_shape] -> greedy actions [B].
-ActFn = Callable[[np.ndarray], np.ndarray]
+ActFn = Callable[["np.ndarray"], "np.ndarray"]  # a string: numpy is imported lazily
 
 
 def add_export_parser(subparsers: Any) -> None:
@@ -71,7 +74,7 @@ def add_export_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--episodes",
-        type=cli_args.nonnegative_int,
+        type=cli_args.episode_count_or_zero,
         default=3,
         help="episodes run to collect real observations for the parity check (default: 3)",
     )
@@ -79,6 +82,9 @@ def add_export_parser(subparsers: Any) -> None:
         "--seed", type=cli_args.seed, default=0, help="seed of those episodes (default: 0)"
     )
     add_env_option(parser)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: one on a terminal)"
+    )
     parser.add_argument(
         "--atol",
         type=cli_args.finite_nonnegative,
@@ -92,6 +98,16 @@ def add_export_parser(subparsers: Any) -> None:
         help="relative Q-value tolerance (default: 1e-5)",
     )
     parser.set_defaults(handler=export_command)
+
+
+def add_eval_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed`` of ``evaluate`` and ``play``: one default, so both run the same episodes."""
+    parser.add_argument(
+        "--seed",
+        type=cli_args.seed,
+        default=cli_args.EVAL_SEED,
+        help=f"seed of the first evaluation environment (default: {cli_args.EVAL_SEED})",
+    )
 
 
 def add_env_option(parser: argparse.ArgumentParser) -> None:
@@ -121,11 +137,13 @@ def add_play_parser(subparsers: Any) -> None:
     parser.add_argument("artifact", metavar="ARTIFACT", help="a .onnx, .pt or .pt2 file")
     add_env_option(parser)
     parser.add_argument(
-        "--episodes", type=cli_args.positive_int, default=10, help="episodes (default: 10)"
+        "--episodes", type=cli_args.episode_count, default=10, help="episodes (default: 10)"
     )
+    add_eval_seed_option(parser)
     parser.add_argument(
-        "--seed", type=cli_args.seed, default=0, help="seed of the first reset (default: 0)"
+        "--quiet", action="store_true", help="no progress bar (default: one on a terminal)"
     )
+    add_watch_options(parser)
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -144,6 +162,10 @@ def add_play_parser(subparsers: Any) -> None:
 
 def export_command(args: argparse.Namespace) -> int:
     """``dqnkit export``: writes verified artifacts and prints where and how close they are."""
+    from dqnkit.adapters.envs import policy_env_factory
+    from dqnkit.adapters.evaluation import greedy_act
+    from dqnkit.adapters.progress import progress
+    from dqnkit.adapters.rundir import resolve_policy
     from dqnkit.export.exporter import export_policy
     from dqnkit.export.weights import load_weights
 
@@ -175,11 +197,18 @@ def export_command(args: argparse.Namespace) -> int:
         )
         env = make()
         try:
-            observations = collect_observations(
-                env, greedy_act(network), episodes=args.episodes, seed=args.seed
-            )
+            with progress(args.episodes, "episodes for the parity check", quiet=args.quiet) as bar:
+                observations = collect_observations(
+                    env,
+                    greedy_act(network),
+                    episodes=args.episodes,
+                    seed=args.seed,
+                    on_episode=bar.update,
+                )
         finally:
             env.close()
+    if not args.quiet and sys.stderr.isatty():
+        print(f"exporting and verifying {', '.join(formats)}...", file=sys.stderr)
     try:
         result = export_policy(
             network,
@@ -208,35 +237,63 @@ def play_command(args: argparse.Namespace) -> int:
     """``dqnkit play``: runs an artifact for some episodes and prints the returns."""
     path = Path(args.artifact)
     act, metadata = load_artifact(path, trust_pickle=args.trust_pickle)
-    env_id = args.env or metadata.env_id
-    make = policy_env_factory(
-        env_id,
-        metadata.preprocessing,
+    # The same episodes as `dqnkit evaluate --seed` runs for the weights the artifact came from.
+    return run_and_report(
+        act,
+        args,
+        env_id=args.env or metadata.env_id,
+        preprocessing=metadata.preprocessing,
         obs_shape=metadata.obs_shape,
         n_actions=metadata.n_actions,
-        allow_import=args.env is not None,
+        policy=path,
     )
-    # The same episodes as `dqnkit evaluate --seed` runs for the weights the artifact came from.
-    result = run_episodes(act, make, episodes=args.episodes, seed=args.seed)
-    returns, mean, std = result.returns, result.mean_return, result.std_return
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "artifact": str(path),
-                    "env_id": env_id,
-                    "episodes": len(returns),
-                    "seed": args.seed,
-                    "mean_return": mean,
-                    "std_return": std,
-                    "returns": returns,
-                }
-            )
+
+
+def run_and_report(
+    act: ActFn,
+    args: argparse.Namespace,
+    *,
+    env_id: str,
+    preprocessing: dict[str, Any] | None,
+    obs_shape: tuple[int, ...],
+    n_actions: int,
+    policy: Path,
+) -> int:
+    """What ``evaluate`` and ``play`` share: the checked environments, the episodes (watched
+    or recorded as asked, with a progress bar), and one report format."""
+    from dqnkit.adapters.envs import policy_env_factory
+    from dqnkit.adapters.evaluation import report_result, run_episodes
+    from dqnkit.adapters.progress import progress
+
+    watch = watch_from_args(args)
+    watch.check(pixels=preprocessing is not None)
+
+    def factory(render_mode: str | None = None) -> Any:
+        return policy_env_factory(
+            env_id,
+            preprocessing,
+            obs_shape=obs_shape,
+            n_actions=n_actions,
+            allow_import=args.env is not None,  # only an id the user typed may import
+            render_mode=render_mode,
         )
-    else:
-        print(f"{env_id}: {len(returns)} episodes of {path.name} (seed {args.seed})")
-        print(f"return {mean:.2f} ± {std:.2f}")
-        print("returns: " + " ".join(f"{r:g}" for r in returns))
+
+    watched = watch.wrap(factory(watch.render_mode())) if watch.active else None
+    with progress(args.episodes, f"{env_id} episodes", quiet=args.quiet) as bar:
+        result = run_episodes(
+            act,
+            factory(),
+            episodes=args.episodes,
+            seed=args.seed,
+            make_first=watched,
+            on_episode=bar.update,
+        )
+    print(
+        report_result(result, env_id=env_id, policy=str(policy), seed=args.seed, as_json=args.json)
+    )
+    for written in (watch.video, watch.gif):
+        if written is not None and not args.json:
+            print(f"recorded: {written}")
     return 0
 
 
@@ -256,6 +313,8 @@ def load_artifact(path: Path, *, trust_pickle: bool = False) -> tuple[ActFn, Any
     The contract is read as data first; a .pt2 (which can unpickle when loaded) is refused
     unless ``trust_pickle``, and even then its archive is checked before torch loads it.
     """
+    import numpy as np
+
     from dqnkit.export.contract import PolicyMetadata
 
     fmt = _SUFFIX_FORMATS.get(path.suffix)
@@ -322,6 +381,7 @@ def collect_observations(
     seed: int,
     epsilon: float = 0.2,
     max_steps: int = 2000,
+    on_episode: Callable[[], object] | None = None,
 ) -> np.ndarray:
     """Observations from ``episodes`` epsilon-greedy episodes (all of them, ``max_steps`` at most).
 
@@ -332,10 +392,15 @@ def collect_observations(
       seed: seeds the reset, the action space and the epsilon draws.
       epsilon: the probability of a random action, so states off the greedy path are seen too.
       max_steps: a cap on the observations kept.
+      on_episode: called as each episode ends (a progress bar).
 
     Returns:
       ``[N, *obs_shape]`` observations as the environment returned them.
     """
+    import numpy as np
+
+    from dqnkit.adapters.envs import env_errors, finite_observation
+
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     seen: list[np.ndarray] = []
@@ -355,6 +420,8 @@ def collect_observations(
                 obs, _, terminated, truncated, _ = env.step(action)
             obs = finite_observation(obs, env_id)
             done = bool(terminated or truncated)
+        if on_episode is not None:
+            on_episode()
         if len(seen) >= max_steps:
             break
     return np.stack(seen)

@@ -166,7 +166,11 @@ _KNOWN_MEANINGS: dict[str, tuple[str, ...]] = {
 
 
 def env_factory(
-    env_id: str, preprocessing: dict[str, Any] | None = None, *, allow_import: bool = False
+    env_id: str,
+    preprocessing: dict[str, Any] | None = None,
+    *,
+    allow_import: bool = False,
+    render_mode: str | None = None,
 ) -> Callable[[], gym.Env[Any, Any]]:
     """A function making the environment a policy acts in, checked once here.
 
@@ -175,12 +179,18 @@ def env_factory(
     :mod:`dqnkit.adapters.pixels`). Training, evaluation and ``dqnkit play`` all build their
     environments through here, so a policy always sees the observations it was trained on.
     ``allow_import`` as in :func:`check_env_id`: only for an id the user typed.
+    ``render_mode`` (``"rgb_array"``, ``"human"``) is for watching; pixel environments always
+    render ``rgb_array``.
     """
     make_env(env_id, allow_import=allow_import).close()  # a clear error for a bad id, once
     if preprocessing is None:
         # The passive checker only re-checks what make_env above already checked; the id was
         # checked (and its module, if allowed, imported) by the call above.
-        return lambda: gym_make(env_id, allow_import=allow_import, disable_env_checker=True)
+        # render_mode only when asked: not every environment's constructor takes it.
+        kwargs = {} if render_mode is None else {"render_mode": render_mode}
+        return lambda: gym_make(
+            env_id, allow_import=allow_import, disable_env_checker=True, **kwargs
+        )
     from dqnkit.adapters import pixels
 
     return lambda: pixels.make_pixel_env(env_id, preprocessing, allow_import=allow_import)
@@ -193,10 +203,11 @@ def policy_env_factory(
     obs_shape: tuple[int, ...],
     n_actions: int,
     allow_import: bool = False,
+    render_mode: str | None = None,
 ) -> Callable[[], gym.Env[Any, Any]]:
     """:func:`env_factory` for a policy of ``obs_shape`` and ``n_actions``, checked to fit:
     one environment is made and compared with the policy's contract before any episode."""
-    make = env_factory(env_id, preprocessing, allow_import=allow_import)
+    make = env_factory(env_id, preprocessing, allow_import=allow_import, render_mode=render_mode)
     env = make()
     try:
         check_env_matches(env, obs_shape, n_actions, env_id)

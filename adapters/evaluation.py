@@ -1,18 +1,30 @@
 """Greedy evaluation of a Q-network in fresh environments."""
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
+from dqnkit.adapters.cli_args import EVAL_SEED
 from dqnkit.adapters.envs import env_errors, env_factory, finite_observation
 from dqnkit.adapters.errors import CommandError
 
-__all__ = ["EvalResult", "evaluate_policy", "greedy_act", "run_episodes"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_MAX_EPISODE_STEPS",
+    "EVAL_SEED",
+    "EvalResult",
+    "evaluate_policy",
+    "greedy_act",
+    "report_result",
+    "run_episodes",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,8 @@ def run_episodes(
     seed: int,
     max_parallel: int = 16,
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+    make_first: Callable[[], gym.Env[Any, Any]] | None = None,
+    on_episode: Callable[[], object] | None = None,
 ) -> EvalResult:
     """Runs ``episodes`` whole episodes with ``act`` (a batch of observations -> actions).
 
@@ -63,6 +77,8 @@ def run_episodes(
     ``act`` sees batches. Each environment runs a fixed quota of episodes, so the result does not
     favour short episodes and depends only on ``seed``. An environment without a time limit of
     its own (``spec.max_episode_steps``) has its episodes truncated at ``max_episode_steps``.
+    ``make_first`` makes environment 0 instead of ``make`` (to watch or record it: it must be
+    the same environment); ``on_episode`` is called as each episode ends (a progress bar).
 
     Raises:
       CommandError: the environment raised, or gave a non-finite observation or reward.
@@ -71,7 +87,7 @@ def run_episodes(
         raise ValueError(f"episodes must be positive, got {episodes}")
     n = min(episodes, max_parallel)
     quotas = [episodes // n + (i < episodes % n) for i in range(n)]
-    envs = [make() for _ in range(n)]
+    envs = [(make_first or make)() if i == 0 else make() for i in range(n)]
     try:
         env_id = _env_name(envs[0])
         limits = [_step_limit(env, max_episode_steps) for env in envs]
@@ -99,6 +115,8 @@ def run_episodes(
                 if terminated or truncated or steps[i] >= limits[i]:
                     returns[i].append(totals[i])
                     lengths[i].append(steps[i])
+                    if on_episode is not None:
+                        on_episode()
                     totals[i], steps[i] = 0.0, 0
                     if len(returns[i]) == quotas[i]:
                         continue
@@ -125,7 +143,7 @@ def _step_limit(env: gym.Env[Any, Any], default: int) -> int:
 
 
 def evaluate_policy(
-    network: torch.nn.Module,
+    network: "torch.nn.Module",
     env_id: str,
     *,
     episodes: int,
@@ -152,12 +170,14 @@ def evaluate_policy(
 
 
 def greedy_act(
-    network: torch.nn.Module,
+    network: "torch.nn.Module",
 ) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
     """A batch of observations -> the network's greedy actions, as numpy (for run_episodes).
 
     Raises CommandError when the Q-values are not finite: an argmax over NaN is meaningless.
     """
+    import torch
+
     device = next(network.parameters()).device
 
     def act(obs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -180,3 +200,22 @@ def format_result(result: EvalResult) -> str:
         f"{result.mean_return:.2f} ± {result.std_return:.2f} over {result.episodes} episodes "
         f"(standard error {sem:.2f})"
     )
+
+
+def report_result(result: EvalResult, *, env_id: str, policy: str, seed: int, as_json: bool) -> str:
+    """What ``dqnkit evaluate`` and ``dqnkit play`` print: the same text, or the same JSON.
+
+    Args:
+      result: the episodes.
+      env_id: the environment they ran in.
+      policy: the weights file or artifact that acted.
+      seed: the seed of the first evaluation environment.
+      as_json: one JSON object instead of two lines of text.
+    """
+    if as_json:
+        return json.dumps(
+            {"env_id": env_id, "policy": policy, "seed": seed, **result.to_dict()},
+            allow_nan=False,
+        )
+    returns = " ".join(f"{r:g}" for r in result.returns)
+    return f"{env_id}: {format_result(result)}, seed {seed}, {policy}\nreturns: {returns}"
