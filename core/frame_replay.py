@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from dqnkit.core._checks import check_batch
+from dqnkit.core._checks import check_batch, check_positive_int
 from dqnkit.core.replay import write_segments
 from dqnkit.core.transition import Transition
 
@@ -121,10 +121,8 @@ def init(
       streams: how many environments write into the ring, each with its own episodes.
       device: where the storage lives; ``example.obs``'s device when None.
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-        raise ValueError(f"capacity must be a positive int, got {capacity!r}")
-    if isinstance(streams, bool) or not isinstance(streams, int) or streams <= 0:
-        raise ValueError(f"streams must be a positive int, got {streams!r}")
+    check_positive_int("capacity", capacity)
+    check_positive_int("streams", streams)
     if capacity <= streams:
         raise ValueError(
             f"capacity ({capacity}) must exceed streams ({streams}): a transition's obs is "
@@ -238,8 +236,7 @@ def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator)
     Raises:
       ValueError: no transition is sampleable yet, or ``batch_size`` is not a positive int.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     size, oldest, device = state.size, _oldest_kept(state), state.obs.device
     if size == 0:
         raise ValueError("cannot sample from an empty replay buffer (nothing written)")

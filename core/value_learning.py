@@ -1,5 +1,7 @@
 """Q-learning targets and the Huber loss."""
 
+from typing import Any
+
 import torch
 
 from dqnkit.core._checks import check_floating, check_rank, check_unit_interval
@@ -75,6 +77,37 @@ def td_target(
         return torch.where(terminated, reward, reward + gamma * bootstrap).detach()
 
 
+class _Huber(torch.autograd.Function):
+    """Huber's loss with its gradient stated, not derived: ``clamp(x, -delta, delta)``.
+
+    Autograd through any closed form of the loss rounds or masks its way to a different
+    gradient somewhere: ``delta * (|x| - min(|x|, delta))`` cancels to 0 for ``|x|`` far below
+    ``delta`` (x = 2e-8 gets 0, not 2e-8), and a ``torch.where`` over the two branches sends
+    ``0 * inf = NaN`` from the unused one at ``x = inf`` and 0 rather than NaN at ``x = NaN``.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, delta: float) -> torch.Tensor:
+        abs_x = x.abs()
+        quadratic = abs_x.clamp(max=delta)
+        # 0.5 * x**2 where |x| <= delta, delta * (|x| - 0.5 * delta) elsewhere, as one
+        # expression: 0.5 * q**2 + delta * (|x| - q) with q = min(|x|, delta). NaN stays NaN.
+        return 0.5 * quadratic.square() + delta * (abs_x - quadratic)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        x, delta = inputs
+        ctx.save_for_backward(x)
+        ctx.delta = delta
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        (grad,) = grad_outputs
+        # d/dx huber(x) = clamp(x, -delta, delta); torch.clamp keeps NaN as NaN.
+        return grad * x.clamp(-ctx.delta, ctx.delta), None
+
+
 def huber_loss(x: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
     """Elementwise Huber loss: quadratic within ``delta`` of zero, linear outside.
 
@@ -87,14 +120,11 @@ def huber_loss(x: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
 
     Returns:
       A tensor shaped like ``x``: ``0.5 * x**2`` where ``|x| <= delta``,
-      ``delta * (|x| - 0.5 * delta)`` elsewhere. Its gradient is ``clamp(x, -delta, delta)``.
+      ``delta * (|x| - 0.5 * delta)`` elsewhere. Its gradient is exactly
+      ``clamp(x, -delta, delta)`` (a custom autograd function states it), NaN where ``x`` is NaN.
     """
     check_floating("x", x)
     if not delta > 0:
         raise ValueError(f"delta must be positive, got {delta}")
-    abs_x = x.abs()
-    quadratic = abs_x.clamp(max=delta)
-    # Written as 0.5 * q**2 + delta * (|x| - q) rather than with a torch.where over the two
-    # branches: same values, and the gradient is exactly clamp(x, -delta, delta) without
-    # evaluating the unused branch (whose gradient would be masked, not absent).
-    return 0.5 * quadratic.square() + delta * (abs_x - quadratic)
+    out: torch.Tensor = _Huber.apply(x, float(delta))  # type: ignore[no-untyped-call]
+    return out
