@@ -1,0 +1,129 @@
+// drive.mjs: opens an exported dqnkit page in Debian's Chromium (playwright-core) and does what
+// a plan says, the way a person would: types observations, presses Reset/Play, and so on.
+//
+//   node web/drive.mjs PLAN.json RESULT.json
+//
+// PLAN: {"url": "http://127.0.0.1:PORT/", "chromium": "/usr/bin/chromium", "timeout_ms": 60000,
+//        "steps": [{"do": "observations", "observations": [[...], ...]},
+//                  {"do": "form", "values": [...]},
+//                  {"do": "episode", "seed": 3},            // Reset with the seed, Play, fast
+//                  {"do": "bench", "observations": [...], "repeats": 15},
+//                  {"do": "screenshot", "path": "page.png"}]}
+// RESULT: {"results": [one per step], "console": [{type, text}], "page_errors": [...],
+//          "requests": [URLs asked for], "blocked": [URLs outside the page's origin, refused]}
+import { readFileSync, writeFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const [planPath, resultPath] = process.argv.slice(2);
+if (!planPath || !resultPath) {
+  console.error('usage: node drive.mjs PLAN.json RESULT.json');
+  process.exit(2);
+}
+const plan = JSON.parse(readFileSync(planPath, 'utf8'));
+const timeout = plan.timeout_ms ?? 60000;
+const origin = new URL(plan.url).origin;
+
+
+
+async function readBatchJson(page, click) {
+  await page.evaluate(() => { document.getElementById('batch-json').textContent = ''; });
+  await page.click(click);
+  await page.waitForFunction(() =>
+    document.getElementById('batch-json').textContent !== '' || document.getElementById('form-message').textContent !== '');
+  const message = await page.textContent('#form-message');
+  if (message) return { error: message };
+  return JSON.parse(await page.textContent('#batch-json'));
+}
+
+const STEPS = {
+  // The JSON box: the observations as text, "Run batch", the results the page shows.
+  async observations(page, step) {
+    await page.fill('#batch-input', JSON.stringify(step.observations));
+    return readBatchJson(page, '#run-batch');
+  },
+  // The form: one number per field, "Run".
+  async form(page, step) {
+    for (let i = 0; i < step.values.length; i++) await page.fill(`#obs-${i}`, String(step.values[i]));
+    return readBatchJson(page, '#run-one');
+  },
+  // Seed field, Reset, speed "as fast as it runs", Play; waits for the episode's end.
+  async episode(page, step) {
+    await page.fill('#seed', String(step.seed));
+    await page.click('#reset');
+    await page.selectOption('#speed', 'fast');
+    const t0 = Date.now();
+    await page.click('#play');
+    await page.waitForFunction(() => document.getElementById('sim').dataset.done === 'true');
+    const wall = Date.now() - t0;
+    const record = await page.evaluate(() => window.dqnkit.episodes[window.dqnkit.episodes.length - 1]);
+    const shown = {
+      steps: await page.textContent('#step-count'),
+      episode: await page.textContent('#episode-state'),
+      action: await page.textContent('#last-action'),
+      q_values: await page.textContent('#q-values'),
+    };
+    return { ...record, shown, wall_ms: wall };
+  },
+  async bench(page, step) {
+    return page.evaluate(([obs, repeats]) => window.dqnkit.benchmark(obs, { repeats }), [step.observations, step.repeats ?? 15]);
+  },
+  async screenshot(page, step) {
+    await page.evaluate(() => new Promise((r) => { window.scrollTo(0, 0); requestAnimationFrame(() => r()); }));
+    await page.screenshot({ path: step.path, fullPage: step.full_page ?? false });
+    return { path: step.path };
+  },
+};
+
+async function main() {
+  // The flags this machine's closed network needs; playwright adds a fresh --user-data-dir.
+  const browser = await chromium.launch({
+    executablePath: plan.chromium ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const out = { results: [], console: [], page_errors: [], requests: [], blocked: [], browser: browser.version() };
+  try {
+    const context = await browser.newContext({ viewport: { width: 800, height: 1000 }, serviceWorkers: 'block' });
+    // Offline: anything outside the page's own origin is refused and recorded.
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (url.startsWith(origin + '/') || url.startsWith('blob:') || url.startsWith('data:')) {
+        out.requests.push(url);
+        return route.continue();
+      }
+      out.blocked.push(url);
+      return route.abort();
+    });
+    const page = await context.newPage();
+    page.setDefaultTimeout(timeout);
+    page.on('console', (m) => out.console.push({ type: m.type(), text: m.text() }));
+    page.on('pageerror', (e) => out.page_errors.push(String(e && e.stack ? e.stack : e)));
+    page.on('worker', (w) => w.on('console', (m) => out.console.push({ type: m.type(), text: `[worker] ${m.text()}` })));
+    const t0 = Date.now();
+    await page.goto(plan.url);
+    await page.waitForFunction(() => document.body.dataset.ready === 'true' || document.body.dataset.ready === 'error');
+    out.load_ms = Date.now() - t0;
+    out.status = await page.textContent('#status');
+    if ((await page.getAttribute('body', 'data-ready')) !== 'true') throw new Error(`page did not start: ${out.status}`);
+
+    for (const step of plan.steps) {
+      out.results.push(await STEPS[step.do](page, step));
+    }
+  } catch (error) {
+    out.error = String(error && error.stack ? error.stack : error);
+  } finally {
+    await browser.close();
+    writeFileSync(resultPath, JSON.stringify(out));
+  }
+  process.exit(out.error ? 1 : 0);
+}
+
+await main();
