@@ -4,9 +4,10 @@
 //   node web/drive.mjs PLAN.json RESULT.json
 //
 // PLAN: {"url": "http://127.0.0.1:PORT/", "chromium": "/usr/bin/chromium", "timeout_ms": 60000,
-//        "steps": [{"do": "observations", "observations": [[...], ...]},
+//        "steps": [{"do": "observations", "observations": [[...], ...]},  // or "text": "..." 
 //                  {"do": "form", "values": [...]},
-//                  {"do": "episode", "seed": 3},            // Reset with the seed, Play, fast
+//                  {"do": "episode", "seed": 3},        // or "state": [x, x_dot, theta, theta_dot]
+//                  {"do": "layout"},
 //                  {"do": "bench", "observations": [...], "repeats": 15},
 //                  {"do": "screenshot", "path": "page.png"}]}
 // RESULT: {"results": [one per step], "console": [{type, text}], "page_errors": [...],
@@ -38,7 +39,7 @@ async function readBatchJson(page, click) {
 const STEPS = {
   // The JSON box: the observations as text, "Run batch", the results the page shows.
   async observations(page, step) {
-    await page.fill('#batch-input', JSON.stringify(step.observations));
+    await page.fill('#batch-input', step.text ?? JSON.stringify(step.observations));
     return readBatchJson(page, '#run-batch');
   },
   // The form: one number per field, "Run".
@@ -46,10 +47,15 @@ const STEPS = {
     for (let i = 0; i < step.values.length; i++) await page.fill(`#obs-${i}`, String(step.values[i]));
     return readBatchJson(page, '#run-one');
   },
-  // Seed field, Reset, speed "as fast as it runs", Play; waits for the episode's end.
+  // Seed field and Reset (or, given "state", an episode from that state), speed "as fast as
+  // it runs", Play; waits for the episode's end and returns the page's record of it.
   async episode(page, step) {
-    await page.fill('#seed', String(step.seed));
-    await page.click('#reset');
+    if (step.state) {
+      await page.evaluate((state) => window.dqnkit.resetToState(state), step.state);
+    } else {
+      await page.fill('#seed', String(step.seed));
+      await page.click('#reset');
+    }
     await page.selectOption('#speed', 'fast');
     const t0 = Date.now();
     await page.click('#play');
@@ -63,6 +69,15 @@ const STEPS = {
       q_values: await page.textContent('#q-values'),
     };
     return { ...record, shown, wall_ms: wall };
+  },
+  // Facts about the page's layout: which sections show, the form's fields.
+  async layout(page) {
+    return page.evaluate(() => ({
+      simulation: !document.getElementById('sim').hidden,
+      no_simulation_note: !document.getElementById('no-sim').hidden,
+      fields: Array.from(document.querySelectorAll('#obs-fields label span'), (e) => e.textContent),
+      title: document.getElementById('env-id').textContent,
+    }));
   },
   async bench(page, step) {
     return page.evaluate(([obs, repeats]) => window.dqnkit.benchmark(obs, { repeats }), [step.observations, step.repeats ?? 15]);
