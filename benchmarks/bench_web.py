@@ -87,11 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run (default: off)")
     parser.add_argument("--json", type=Path, help="write every timing here (default: none)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default: 5)")
     args = parser.parse_args()
     reason = missing_tools()
     if reason:
         sys.exit(f"bench_web: {reason}")
-    count, rounds, repeats = (50, 1, 3) if args.quick else (500, 3, 10)
+    count, rounds, repeats = (50, 1, 3) if args.quick else (500, args.rounds, 10)
     torch.manual_seed(0)
     net = QNetwork(4, 2, hidden=(128, 128)).eval()
     spec = PolicySpec(

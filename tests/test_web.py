@@ -367,7 +367,8 @@ def test_page_cartpole_follows_gymnasium_and_the_policy_keeps_the_pole_up(
     followed, disagreements = follow_in_gymnasium(
         episode, Policy.load(cartpole_page["onnx"]), start
     )
-    assert followed >= 200, f"the page left Gymnasium's trajectory after {followed} steps"
+    steps = len(episode["actions"])
+    assert followed >= 200, f"the page followed Gymnasium for {followed} of its {steps} steps"
     assert disagreements == 0
     # The trained policy keeps the pole up: the time limit ends the episode, not a fall.
     assert (episode["steps"], episode["terminated"], episode["truncated"]) == (500, False, True)
