@@ -436,6 +436,18 @@ def test_page_for_another_environment_is_a_form_driven_by_the_contract(tmp_path:
     assert result["blocked"] == []
 
 
+@pytest.mark.slow
+def test_page_opened_as_a_file_says_how_to_serve_it(random_onnx: Path, tmp_path: Path) -> None:
+    browser_or_skip()
+    site = export_web(random_onnx, tmp_path / "site")
+    result = drive(site, [], as_file=True, expect_start=False)
+    assert result["ready"] == "error"
+    assert "serve this folder" in result["status"]
+    assert "http.server" in result["status"]
+    assert [m for m in result["console"] if m["type"] == "error"] == []
+    assert result["blocked"] == []
+
+
 @pytest.mark.skip(
     reason="enable once `dqnkit export RUN --format web --out DIR` calls export_web "
     "(adapters/deploy_cli.py is the lead's to change; issue 15)"

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,36 @@ def install_npm_packages() -> str | None:
     raise AssertionError(f"npm ci in web/ failed: {done.stderr}")
 
 
-def drive(site: Path, steps: list[dict[str, Any]], *, timeout_s: float = 240) -> dict[str, Any]:
-    """Serves ``site`` on loopback and runs ``steps`` in Chromium (see web/drive.mjs).
+def drive(
+    site: Path,
+    steps: list[dict[str, Any]],
+    *,
+    timeout_s: float = 240,
+    as_file: bool = False,
+    expect_start: bool = True,
+) -> dict[str, Any]:
+    """Serves ``site`` on loopback (or opens it as a file) and runs ``steps`` in Chromium.
+
+    Args:
+      site: an ``export_web`` folder.
+      steps: what to do, in order (see web/drive.mjs).
+      timeout_s: for the whole browser session.
+      as_file: open ``index.html`` as a ``file:`` URL instead of serving the folder.
+      expect_start: False for a page that must refuse to start.
 
     Returns:
       drive.mjs's result: ``results`` (one per step), ``console``, ``page_errors``, ``requests``,
-      ``blocked``, ``status``, ``load_ms``, ``browser``.
+      ``blocked``, ``status``, ``ready``, ``load_ms``, ``browser``.
 
     Raises:
       AssertionError: the driver failed (the page did not start, a step timed out).
     """
-    with tempfile.TemporaryDirectory(prefix="dqnkit-drive-") as tmp, serve(site) as url:
+    with tempfile.TemporaryDirectory(prefix="dqnkit-drive-") as tmp, ExitStack() as stack:
+        url = (
+            (site / "index.html").resolve().as_uri()
+            if as_file
+            else stack.enter_context(serve(site))
+        )
         plan, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
         plan.write_text(
             json.dumps(
@@ -72,6 +92,7 @@ def drive(site: Path, steps: list[dict[str, Any]], *, timeout_s: float = 240) ->
                     "url": url,
                     "chromium": str(CHROMIUM),
                     "timeout_ms": int(timeout_s * 1000 / 2),
+                    "expect_start": expect_start,
                     "steps": steps,
                 }
             )

@@ -4,6 +4,7 @@
 //   node web/drive.mjs PLAN.json RESULT.json
 //
 // PLAN: {"url": "http://127.0.0.1:PORT/", "chromium": "/usr/bin/chromium", "timeout_ms": 60000,
+//        "expect_start": true,
 //        "steps": [{"do": "observations", "observations": [[...], ...]},  // or "text": "..." 
 //                  {"do": "form", "values": [...]},
 //                  {"do": "episode", "seed": 3},        // or "state": [x, x_dot, theta, theta_dot]
@@ -22,7 +23,8 @@ if (!planPath || !resultPath) {
 }
 const plan = JSON.parse(readFileSync(planPath, 'utf8'));
 const timeout = plan.timeout_ms ?? 60000;
-const origin = new URL(plan.url).origin;
+const origin = new URL(plan.url).origin; // "null" for file: pages
+const allowed = (url) => (origin === 'null' ? url.startsWith('file:') : url.startsWith(origin + '/'));
 
 
 
@@ -110,7 +112,7 @@ async function main() {
     // Offline: anything outside the page's own origin is refused and recorded.
     await context.route('**/*', (route) => {
       const url = route.request().url();
-      if (url.startsWith(origin + '/') || url.startsWith('blob:') || url.startsWith('data:')) {
+      if (allowed(url) || url.startsWith('blob:') || url.startsWith('data:')) {
         out.requests.push(url);
         return route.continue();
       }
@@ -127,7 +129,9 @@ async function main() {
     await page.waitForFunction(() => document.body.dataset.ready === 'true' || document.body.dataset.ready === 'error');
     out.load_ms = Date.now() - t0;
     out.status = await page.textContent('#status');
-    if ((await page.getAttribute('body', 'data-ready')) !== 'true') throw new Error(`page did not start: ${out.status}`);
+    out.ready = await page.getAttribute('body', 'data-ready');
+  // "expect_start": false opens a page that must refuse to start (and say why in its status).
+  if (out.ready !== 'true' && plan.expect_start !== false) throw new Error(`page did not start: ${out.status}`);
 
     for (const step of plan.steps) {
       out.results.push(await STEPS[step.do](page, step));
