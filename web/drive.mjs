@@ -8,6 +8,7 @@
 //        "steps": [{"do": "observations", "observations": [[...], ...]},  // or "text": "..." 
 //                  {"do": "form", "values": [...]},
 //                  {"do": "episode", "seed": 3},        // or "state": [x, x_dot, theta, theta_dot]
+//                  {"do": "play_for", "seed": 0, "ms": 1000, "speed": "realtime"},
 //                  {"do": "layout"},
 //                  {"do": "bench", "observations": [...], "repeats": 15},
 //                  {"do": "screenshot", "path": "page.png"}]}
@@ -58,11 +59,20 @@ const STEPS = {
       await page.fill('#seed', String(step.seed));
       await page.click('#reset');
     }
-    await page.selectOption('#speed', 'fast');
+    await page.selectOption('#speed', step.speed ?? 'fast');
+    // Main-thread tasks over 50 ms while the episode plays (the page should have none).
+    await page.evaluate(() => {
+      window.__longTasks = [];
+      window.__observer = new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) window.__longTasks.push(e.duration);
+      });
+      window.__observer.observe({ type: 'longtask' });
+    });
     const t0 = Date.now();
     await page.click('#play');
     await page.waitForFunction(() => document.getElementById('sim').dataset.done === 'true');
     const wall = Date.now() - t0;
+    const longTasks = await page.evaluate(() => { window.__observer.disconnect(); return window.__longTasks; });
     const record = await page.evaluate(() => window.dqnkit.episodes[window.dqnkit.episodes.length - 1]);
     const shown = {
       steps: await page.textContent('#step-count'),
@@ -70,7 +80,23 @@ const STEPS = {
       action: await page.textContent('#last-action'),
       q_values: await page.textContent('#q-values'),
     };
-    return { ...record, shown, wall_ms: wall };
+    return { ...record, shown, wall_ms: wall, long_tasks_ms: longTasks };
+  },
+  // Reset with the seed, Play at a speed for some milliseconds, then Pause: how far it got.
+  async play_for(page, step) {
+    await page.fill('#seed', String(step.seed ?? 0));
+    await page.click('#reset');
+    await page.selectOption('#speed', step.speed ?? 'realtime');
+    const t0 = Date.now();
+    await page.click('#play');
+    await page.waitForTimeout(step.ms);
+    await page.click('#play'); // Pause
+    const wall = Date.now() - t0;
+    await page.waitForTimeout(100); // a step still in flight lands, none after it
+    const steps = await page.evaluate(() => window.dqnkit.episodes[window.dqnkit.episodes.length - 1].steps);
+    await page.waitForTimeout(200);
+    const later = await page.evaluate(() => window.dqnkit.episodes[window.dqnkit.episodes.length - 1].steps);
+    return { steps, steps_after_pause: later, wall_ms: wall, button: await page.textContent('#play') };
   },
   // Facts about the page's layout: which sections show, the form's fields.
   async layout(page) {

@@ -215,6 +215,7 @@
     episodeInSeed: 0,
     record: null,
     running: false,
+    stepping: false,
     lastQ: null,
     lastAction: null,
     frameRequested: false,
@@ -278,14 +279,22 @@
     newRecord('state');
   }
 
+  // One step: the policy's action for the current observation, then the environment's step.
+  // At most one step is in flight; a reset while it waits for the worker discards it.
   async function stepOnce() {
     const env = sim.env;
-    if (env.done) return false;
-    const result = await infer([Array.from(env.observation())]);
-    if (env.done || sim.record === null) return false;
+    if (env.done || sim.stepping) return false;
+    const record = sim.record;
+    sim.stepping = true;
+    let result;
+    try {
+      result = await infer([Array.from(env.observation())]);
+    } finally {
+      sim.stepping = false;
+    }
+    if (env.done || sim.record !== record) return false;
     const action = result.actions[0];
     const outcome = env.step(action);
-    const record = sim.record;
     record.actions.push(action);
     record.q_values.push(result.q_values[0]);
     record.states.push(env.state.slice());
@@ -309,6 +318,8 @@
     let due = performance.now();
     try {
       while (sim.running && sim.record === record) {
+        while (sim.stepping) await sleep(1); // a Step pressed just before still in flight
+        if (!sim.running || sim.record !== record) break;
         const more = await stepOnce();
         if (!more) break;
         if ($('speed').value === 'realtime') {
@@ -477,6 +488,7 @@
   // ---- start ----------------------------------------------------------------------------------
   function describe() {
     $('env-id').textContent = contract.env_id;
+    document.title = `dqnkit policy: ${contract.env_id}`;
     const parts = [
       `observation ${contract.obs_dtype} [${contract.obs_shape.join(', ')}]`,
       `${contract.n_actions} actions${contract.action_meanings ? ': ' + contract.action_meanings.join(', ') : ''}`,
