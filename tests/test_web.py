@@ -16,10 +16,11 @@ import onnx
 import pytest
 import torch
 
-from dqnkit.core import QNetwork
+from dqnkit.core import ConvQNetwork, QNetwork
 from dqnkit.export import PolicySpec, export_policy, export_weights
 from dqnkit.export.runtime import Policy
 from dqnkit.export.web import ASSETS, MANIFEST, ORT_FILES, export_web, find_onnxruntime_web
+from dqnkit.export.web import main as web_main
 from dqnkit.export.weights import network_config
 from tests.test_export import cartpole_policy
 from tests.web_page import ARTIFACTS, WEB, drive, install_npm_packages, missing_tools
@@ -447,6 +448,57 @@ def test_page_for_another_environment_is_a_form_driven_by_the_contract(tmp_path:
     assert [m for m in result["console"] if m["type"] == "error"] == []
     assert result["page_errors"] == []
     assert result["blocked"] == []
+
+
+@pytest.mark.slow
+def test_page_for_a_pixel_policy_takes_frames_as_json(tmp_path: Path) -> None:
+    browser_or_skip()
+    torch.manual_seed(0)
+    net = ConvQNetwork((2, 30, 30), 3).eval()
+    spec = PolicySpec(
+        env_id="CartPole-v1",  # a pixel policy of CartPole: the page cannot make its frames
+        obs_shape=(2, 30, 30),
+        obs_dtype="uint8",
+        n_actions=3,
+        network=network_config(net),
+        obs_low=0.0,
+        obs_high=255.0,
+        preprocessing={"frames": 2, "size": [30, 30]},
+    )
+    onnx_file = export_policy(net, spec, tmp_path / "export", formats=("onnx",), n_sampled=8)
+    site = export_web(onnx_file.files["onnx"], tmp_path / "site")
+    frames = np.random.default_rng(1).integers(0, 256, size=(3, 2, 30, 30), dtype=np.uint8)
+    result = drive(
+        site,
+        [
+            {"do": "layout"},
+            {"do": "observations", "observations": frames.tolist()},  # nested [3][2][30][30]
+            {"do": "observations", "text": json.dumps([[0.5] * 1800])},
+        ],
+    )
+    layout, batch, fractional = result["results"]
+    assert layout["simulation"] is False
+    assert layout["fields"] == []  # 1,800 numbers: JSON only, no form
+    assert_within_export_tolerance(batch, Policy.load(onnx_file.files["onnx"]), frames)
+    assert fractional == {"error": "observation 0: obs[0, 0, 0] = 0.5 is not an integer 0..255"}
+    assert [m for m in result["console"] if m["type"] == "error"] == []
+
+
+def test_module_command_exports_and_refuses_in_one_line(
+    random_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    npm_packages_or_skip()
+    assert web_main(["export", str(random_onnx), str(tmp_path / "site")]) == 0
+    assert tree(tmp_path / "site") == PAGE_FILES
+    assert (
+        f"serve it: python -m dqnkit.export.web serve {tmp_path / 'site'}"
+        in capsys.readouterr().out
+    )
+    assert web_main(["export", str(tmp_path / "missing.onnx"), str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: "), err
+    assert err.count("\n") == 1, err
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.slow
