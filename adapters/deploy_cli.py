@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,10 @@ def add_export_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--format",
         default="onnx,torchscript,pt2",
-        help="comma-separated formats among onnx, torchscript, pt2 (default: all three)",
+        help=(
+            "comma-separated formats among onnx, torchscript, pt2 (default: all three), or web "
+            "alone: a static page running the ONNX policy in a browser (default --out RUN/web)"
+        ),
     )
     parser.add_argument(
         "--out",
@@ -170,16 +174,19 @@ def export_command(args: argparse.Namespace) -> int:
     from dqnkit.export.weights import load_weights
 
     formats = [f.strip() for f in str(args.format).split(",") if f.strip()]
-    unknown = [f for f in formats if f not in ("onnx", "torchscript", "pt2")]
+    unknown = [f for f in formats if f not in ("onnx", "torchscript", "pt2", "web")]
     if unknown or not formats:
-        raise CommandError(f"--format {args.format!r}: choose from onnx, torchscript, pt2")
+        raise CommandError(f"--format {args.format!r}: choose from onnx, torchscript, pt2, web")
+    web = "web" in formats
+    if web and formats != ["web"]:
+        raise CommandError("--format web writes a page folder of its own: give it alone")
     refuse_artifact(args.policy, "export")
     weights = resolve_policy(args.policy)
     try:
         network, spec = load_weights(weights)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    out = args.out if args.out is not None else weights.parent / "export"
+    out = args.out if args.out is not None else weights.parent / ("web" if web else "export")
     try:
         if out.exists() and not out.is_dir():
             raise CommandError(f"--out {out}: exists and is not a folder")
@@ -210,21 +217,32 @@ def export_command(args: argparse.Namespace) -> int:
     if not args.quiet and sys.stderr.isatty():
         print(f"exporting and verifying {', '.join(formats)}...", file=sys.stderr)
     try:
-        result = export_policy(
-            network,
-            spec,
-            out,
-            formats=formats,  # type: ignore[arg-type]
-            observations=observations,
-            seed=args.seed,
-            atol=args.atol,
-            rtol=args.rtol,
-        )
+        with tempfile.TemporaryDirectory(prefix=".dqnkit-web-onnx-") as scratch:
+            result = export_policy(
+                network,
+                spec,
+                scratch if web else out,  # the page gets a verified ONNX file of its own
+                formats=["onnx"] if web else formats,  # type: ignore[arg-type]
+                observations=observations,
+                seed=args.seed,
+                atol=args.atol,
+                rtol=args.rtol,
+            )
+            if web:
+                from dqnkit.export.web import export_web
+
+                site = export_web(result.files["onnx"], out)
     except ValueError as error:  # ParityError included: the figures are in the message
         raise CommandError(str(error)) from error
     except OSError as error:  # a full disk, a read-only or too long --out...
         raise CommandError(f"cannot write the export to {out}: {error}") from error
     episodes = 0 if observations is None else len(observations)
+    if web:
+        worst = max(c.max_abs_dq for c in result.checks["onnx"])
+        print(f"exported {spec.env_id} policy as a web page ({episodes} episode observations):")
+        print(f"  {site}/  (ONNX verified: max |dq| {worst:.3g}, actions identical)")
+        print(f"  serve it: python -m dqnkit.export.web serve {site}")
+        return 0
     print(f"exported {spec.env_id} policy ({episodes} episode observations checked):")
     for fmt, path in result.files.items():
         worst = max(c.max_abs_dq for c in result.checks[fmt])

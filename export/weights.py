@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from dqnkit.core import ConvQNetwork, QNetwork
+from dqnkit.core import ConvQNetwork, NatureQNetwork, QNetwork
 from dqnkit.export.contract import FORMAT_VERSION, PolicySpec
 from dqnkit.export.files import atomic_write
 
@@ -47,12 +47,22 @@ def bounds_to_json(values: Any) -> float | str | list[float | str]:
 
 
 def network_config(network: nn.Module) -> dict[str, Any]:
-    """The ``PolicySpec.network`` entry that rebuilds ``network``."""
+    """The ``PolicySpec.network`` entry that rebuilds ``network``.
+
+    ``{"kind": "mlp", "hidden": [...]}``, ``{"kind": "conv"}`` (the tutorial's CNN) or
+    ``{"kind": "nature"}`` (the Nature DQN CNN), each with ``"dueling": true`` for a dueling
+    head (a file without the key is a plain head).
+    """
+    dueling = {"dueling": True} if getattr(network, "dueling", False) else {}
     if isinstance(network, QNetwork):
-        return {"kind": "mlp", "hidden": list(network.hidden)}
+        return {"kind": "mlp", "hidden": list(network.hidden), **dueling}
     if isinstance(network, ConvQNetwork):
-        return {"kind": "conv"}
-    raise ValueError(f"cannot describe a {type(network).__name__}; use QNetwork or ConvQNetwork")
+        return {"kind": "conv", **dueling}
+    if isinstance(network, NatureQNetwork):
+        return {"kind": "nature", **dueling}
+    raise ValueError(
+        f"cannot describe a {type(network).__name__}; use QNetwork, ConvQNetwork or NatureQNetwork"
+    )
 
 
 def build_network(spec: PolicySpec) -> nn.Module:
@@ -63,6 +73,9 @@ def build_network(spec: PolicySpec) -> nn.Module:
     """
     config = spec.network
     kind = config.get("kind")
+    dueling = config.get("dueling", False)
+    if not isinstance(dueling, bool):
+        raise ValueError(f"policy metadata network dueling {dueling!r:.40} is not true or false")
     if kind == "mlp":
         hidden = config.get("hidden")
         if not (
@@ -71,11 +84,14 @@ def build_network(spec: PolicySpec) -> nn.Module:
             and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden)
         ):
             raise ValueError(f"policy metadata network hidden {hidden!r:.80} is not widths")
-        return QNetwork(math.prod(spec.obs_shape), spec.n_actions, hidden=tuple(hidden))
-    if kind == "conv":
+        return QNetwork(
+            math.prod(spec.obs_shape), spec.n_actions, hidden=tuple(hidden), dueling=dueling
+        )
+    if kind in ("conv", "nature"):
         if len(spec.obs_shape) != 3:
-            raise ValueError(f"a conv network needs [C, H, W] observations, not {spec.obs_shape}")
-        return ConvQNetwork(spec.obs_shape, spec.n_actions)
+            raise ValueError(f"a {kind} network needs [C, H, W] observations, not {spec.obs_shape}")
+        cls = ConvQNetwork if kind == "conv" else NatureQNetwork
+        return cls(spec.obs_shape, spec.n_actions, dueling=dueling)
     raise ValueError(f"unknown network kind {kind!r:.40} in policy metadata")
 
 

@@ -513,10 +513,6 @@ def test_page_opened_as_a_file_says_how_to_serve_it(random_onnx: Path, tmp_path:
     assert result["blocked"] == []
 
 
-@pytest.mark.skip(
-    reason="enable once `dqnkit export RUN --format web --out DIR` calls export_web "
-    "(adapters/deploy_cli.py is the lead's to change; issue 15)"
-)
 def test_export_command_writes_the_page(tmp_path: Path) -> None:
     from tests.test_export import save_cartpole_weights
     from tests.test_play import run_cli
