@@ -79,10 +79,14 @@ def write_artifact(
     elif fmt == "torchscript":
         with _jit_deprecation_silenced():
             scripted = torch.jit.script(graph)
-            torch.jit.save(scripted, str(path), _extra_files={EXTRA_FILE: contract})
+            _write_via_memory(
+                path, lambda f: torch.jit.save(scripted, f, _extra_files={EXTRA_FILE: contract})
+            )
     elif fmt == "pt2":
         program = torch.export.export(graph, (example,), dynamic_shapes=_batch_dim())
-        torch.export.save(program, str(path), extra_files={EXTRA_FILE: contract})
+        _write_via_memory(
+            path, lambda f: torch.export.save(program, f, extra_files={EXTRA_FILE: contract})
+        )
     else:
         raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
 
@@ -245,11 +249,26 @@ def rewrite_contract(fmt: Format, source: Path, target: Path, contract: str) -> 
     elif fmt == "torchscript":
         module = _jit_load(source)
         with _jit_deprecation_silenced():
-            torch.jit.save(module, str(target), _extra_files={EXTRA_FILE: contract})
+            _write_via_memory(
+                target, lambda f: torch.jit.save(module, f, _extra_files={EXTRA_FILE: contract})
+            )
     else:
-        torch.export.save(
-            torch.export.load(str(source)), str(target), extra_files={EXTRA_FILE: contract}
+        program = torch.export.load(str(source))
+        _write_via_memory(
+            target, lambda f: torch.export.save(program, f, extra_files={EXTRA_FILE: contract})
         )
+
+
+def _write_via_memory(path: Path, save: Callable[[io.BytesIO], object]) -> None:
+    """Serialises into memory, then writes the bytes with Python's own file I/O.
+
+    torch's C++ writers abort the process (an exception thrown through a destructor) or raise a
+    bare RuntimeError when the disk fills up; written this way, a full disk is an OSError that
+    leaves a half file the caller's staging folder removes.
+    """
+    buffer = io.BytesIO()
+    save(buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def _jit_load(path: Path, extra_files: dict[str, str] | None = None) -> Any:

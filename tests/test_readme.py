@@ -4,6 +4,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from dqnkit.export.web import find_onnxruntime_web
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -27,3 +31,23 @@ def test_the_frame_replay_example_runs() -> None:
     assert (batch.obs == 0).all()
     assert sorted(set(batch.next_obs.flatten(1).amax(1).tolist())) == [1, 2]
     assert ((batch.next_obs.flatten(1).amax(1) == 1) == (batch.action == 1)).all()
+
+
+@pytest.mark.slow
+def test_the_readmes_python_snippets_run_in_order_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every python block, top to bottom, in one namespace: no placeholder, no undefined name
+    (the training one trains the CartPole preset, the export one exports that run)."""
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    try:
+        find_onnxruntime_web()
+    except ValueError as missing:
+        pytest.skip(f"the web block needs onnxruntime-web: {missing}")
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["result"].evaluation.mean_return > 0
+    assert namespace["action"] in (0, 1)
+    assert (tmp_path / "site" / "index.html").is_file()

@@ -433,3 +433,33 @@ def test_an_abandoned_staging_folder_is_removed_by_the_next_export(tmp_path: Pat
     (dead / "policy.onnx").write_bytes(b"half")
     export_policy(net, spec, tmp_path, formats=("onnx",), n_sampled=8, batch_sizes=(4,))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.export.json", "policy.onnx"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
+def test_a_full_disk_during_export_is_a_one_line_error_and_leaves_nothing(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Writes beyond 3,000 bytes fail as on a full disk (RLIMIT_FSIZE, with SIGXFSZ ignored
+    so the write raises instead of killing the process). torch's own writers used to abort
+    the process (SIGABRT) or raise a bare RuntimeError there."""
+    import subprocess
+
+    net, spec = cartpole_policy()
+    save_weights(tmp_path / "w.safetensors", net, spec)
+    out = tmp_path / "out"
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))\n"
+        "from dqnkit.adapters.cli import main\n"
+        f"sys.exit(main(['export', {str(tmp_path / 'w.safetensors')!r}, '--out', {str(out)!r},"
+        f" '--format', {fmt!r}, '--episodes', '0']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr
+        == f"dqnkit: error: cannot write the export to {out}: [Errno 27] File too large\n"
+    )
+    assert not out.exists()  # created by this export, so removed with its staging folder
