@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from dqnkit.adapters import TrainConfig, evaluate, train
+from dqnkit.adapters import Progress, TrainConfig, evaluate, train
 from dqnkit.adapters.cli import main
 from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
@@ -281,3 +281,21 @@ def test_resume_with_several_envs_from_an_earlier_checkpoint_is_exact(tmp_path: 
     train(config, resume=copy, quiet=True)
     assert comparable_metrics(copy) == comparable_metrics(straight)
     assert weights_of(copy) == weights_of(straight)
+
+
+def test_on_checkpoint_reports_each_checkpoint_as_it_is_written(tmp_path: Path) -> None:
+    seen: list[Progress] = []
+
+    def hook(progress: Progress) -> None:
+        assert progress.checkpoint.is_file()  # called after the write, not before
+        seen.append(progress)
+
+    result = train(short_config(tmp_path, total_steps=2_000), quiet=True, on_checkpoint=hook)
+    assert [(p.step, p.final) for p in seen] == [(1_000, False), (2_000, False), (2_000, True)]
+    assert all(p.run_dir == result.run_dir for p in seen)
+    assert [p.checkpoint.name for p in seen][-1] == "step-0000002000.safetensors"
+    rows = comparable_metrics(result.run_dir)
+    assert seen[-1].episodes == len(rows)
+    recent = [float(r["episode_return"]) for r in rows[-100:]]
+    assert seen[-1].recent_return == pytest.approx(sum(recent) / len(recent))
+    assert seen[-1].eval_return is None  # no periodic evaluation in this config
