@@ -1,9 +1,10 @@
 """What a run records: metrics.csv, TensorBoard scalars, and the returns plot.
 
-All three are written from the :class:`LoopState` at checkpoints, never between: a run killed
-after a checkpoint has logged exactly what that checkpoint holds, so ``--resume`` neither
-duplicates nor loses TensorBoard events (the killed process's events past its last checkpoint
-were never written). TensorBoard's ``purge_step`` is set on resume as well, for the viewer.
+All three are written from the :class:`LoopState` at checkpoints, never between. A resumed
+run rewrites its TensorBoard events from the checkpoint's state: the killed process may have
+written events past that checkpoint (``purge_step`` only hides those in TensorBoard's viewer,
+the files keep them, which is how duplicated steps were seen), or, killed between writing the
+checkpoint and its events, fewer than it holds. The checkpoint's rows are the one record.
 """
 
 import csv
@@ -31,16 +32,18 @@ class MetricsLog:
 
     Args:
       run_dir: where the files go.
-      resume_step: the step of the checkpoint this process resumed from (0 for a new run):
-        rows up to it were logged by the process that wrote that checkpoint.
+      resume_step: the step of the checkpoint this process resumed from (0 for a new run);
+        on resume the run's TensorBoard event files are removed, to be written anew.
     """
 
     def __init__(self, run_dir: Path, *, resume_step: int) -> None:
         self.run_dir = run_dir
-        self._logged_step = resume_step
-        self._resume_step = resume_step
+        self._logged_step = -1
         self._tb: Any = None
         self._tb_checked = False
+        if resume_step:
+            for events in run_dir.glob("events.out.tfevents.*"):
+                events.unlink()
 
     def write(self, state: LoopState) -> None:
         """Brings metrics.csv and the TensorBoard events up to ``state``."""
@@ -78,7 +81,7 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # the tensorboard extra is not installed
                 return None
-            self._tb = SummaryWriter(str(self.run_dir), purge_step=self._resume_step or None)
+            self._tb = SummaryWriter(str(self.run_dir))
         return self._tb
 
     def write_plot(self, path: Path, title: str, state: LoopState) -> None:

@@ -10,6 +10,7 @@ state is consistent, so a run can stop and resume there bit for bit.
 import contextlib
 import json
 import math
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -151,6 +152,8 @@ def _train(
     if run.checkpoint is None:
         memory.start(np.arange(n), obs)
     log = MetricsLog(run_dir, resume_step=state.step)
+    if run.checkpoint is not None:
+        log.write(state)  # TensorBoard: the checkpoint's rows, once
     clock = _Clock(state.step)
     last_good = run.checkpoint
 
@@ -544,7 +547,9 @@ def _restore(
 
 def _new_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = Path(config.out) / f"{config.env_id}-{config.seed}-{stamp}"
+    # A namespaced id ("ns/Env-v0") or one naming a module ("pkg:Env-v0") is one folder name.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", config.env_id)
+    base = Path(config.out) / f"{name}-{config.seed}-{stamp}"
     run_dir, n = base, 1
     try:
         while run_dir.exists():
