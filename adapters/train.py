@@ -34,7 +34,7 @@ from dqnkit.adapters.experience import create_memory, example_row
 from dqnkit.adapters.learner import Learner, TrainingDiverged
 from dqnkit.adapters.loop_state import EpisodeRow, Evaluation, LoopState
 from dqnkit.adapters.metrics import MetricsLog
-from dqnkit.adapters.vector import VectorActor, epsilon_greedy_lazy
+from dqnkit.adapters.vector import Step, VectorActor, epsilon_greedy_lazy
 from dqnkit.core import exponential_epsilon, linear_epsilon
 from dqnkit.export.files import atomic_write, remove_stale_temporaries
 from dqnkit.export.weights import PolicySpec, bounds_to_json, network_config, save_weights
@@ -132,190 +132,200 @@ def _train(
     quiet: bool,
     on_checkpoint: Callable[[Progress], None] | None,
 ) -> TrainResult:
-    config, run_dir, device = run.config, run.run_dir, torch.device(run.config.device)
-    preprocessing = config.preprocessing()
-    actor = VectorActor(env_factory(config.env_id, preprocessing), config.num_envs, config.env_id)
-    obs_shape, n = tuple(actor.observation_space.shape), config.num_envs
-    meanings = action_meanings(actor.envs[0])
-    learner = Learner(config, obs_shape, actor.n_actions, device)
-    generators = {
-        "act": torch.Generator().manual_seed(config.seed),
-        "sample": torch.Generator().manual_seed(config.seed + 1),
-    }
-    example = example_row(obs_shape, _torch_dtype(actor.observation_space.dtype))
-    if run.checkpoint is None:
-        memory, state = create_memory(config.buffer_size, example, n, device), LoopState.fresh(n)
-    else:
-        restored = _restore(run, learner, example, generators, device)
-        memory, state = restored.memory, restored.loop
-    obs = actor.start(config.seed, state.envs)
-    if run.checkpoint is None:
-        memory.start(np.arange(n), obs)
-    log = MetricsLog(run_dir, resume_step=state.step)
-    if run.checkpoint is not None:
-        log.write(state)  # TensorBoard: the checkpoint's rows, once
-    clock = _Clock(state.step)
-    last_good = run.checkpoint
-
-    def evaluate(episodes: int) -> EvalResult:
-        return evaluate_policy(
-            learner.online,
-            config.env_id,
-            episodes=episodes,
-            seed=config.seed + EVAL_SEED_OFFSET,
-            preprocessing=preprocessing,
-        )
-
-    def write_checkpoint(final: bool) -> None:
-        nonlocal last_good
-        if not learner.weights_finite():
-            raise _diverged(state.step, "the weights are no longer finite", last_good)
-        last_good = save_checkpoint(
-            run_dir / rundir.CHECKPOINT_DIR,
-            online=learner.online,
-            target=learner.target,
-            optimizer=learner.optimizer,
-            memory=memory,
-            generators=generators,
-            loop=state,
-        )
-        log.write(state)
-        if on_checkpoint is not None:
-            latest_eval = state.evaluations[-1].mean_return if state.evaluations else None
-            on_checkpoint(
-                Progress(
-                    run_dir,
-                    state.step,
-                    last_good,
-                    state.episodes,
-                    state.recent_return(),
-                    latest_eval,
-                    clock.seconds(),
-                    final,
-                )
-            )
-
-    _say(quiet, f"run directory: {run_dir}\nconfig: {run_dir / rundir.CONFIG_FILE}")
-    bar = tqdm(
-        total=config.total_steps,
-        initial=state.step,
-        disable=quiet,
-        unit="step",
-        dynamic_ncols=True,
-        desc=config.env_id,
-    )
+    config = run.config
+    parts = _Parts(run, on_checkpoint)  # envs, networks, replay, generators, loop state
+    state = parts.state
+    _say(quiet, f"run directory: {run.run_dir}\nconfig: {run.run_dir / rundir.CONFIG_FILE}")
+    bar = tqdm(total=config.total_steps, initial=state.step, disable=quiet, unit="step",
+               dynamic_ncols=True, desc=config.env_id)  # fmt: skip
     try:
         while state.step < config.total_steps and state.solved_at is None and not stop():
             before = state.step
             epsilon = _epsilon(config, before)
-
-            # Act epsilon-greedily in every environment; store the real transitions.
-            actions = epsilon_greedy_lazy(
-                lambda: learner.q_values(torch.as_tensor(actor.obs, device=device)),
-                n,
-                actor.n_actions,
-                epsilon,
-                generators["act"],
-            )
-            step = actor.step(actions, state.envs)
-            memory.add(step.obs, step.action, step.reward, step.next_obs, step.terminated)
-            state.step += n
-            if step.ended:
-                restarted = np.array([end.env for end in step.ended])
-                memory.start(restarted, actor.obs[restarted])
-                for end in step.ended:
-                    state.episodes += 1
-                    state.metrics.append(
-                        EpisodeRow(
-                            state.step,
-                            state.episodes,
-                            end.episode_return,
-                            end.length,
-                            round(epsilon, 6),
-                            state.last_loss,
-                            round(clock.sps(state.step), 1),
-                        )
-                    )
-
-            # Update the target network every target_update_every steps. A hard copy of an
-            # online network unchanged since the last copy is skipped: the result is the same.
-            for _ in range(_crossings(before, state.step, config.target_update_every)):
-                if config.tau < 1.0 or state.synced_at != state.updates:
-                    learner.sync_target()
-                    state.synced_at = state.updates
-
-            # Learn: gradient_steps updates every train_every steps once learning has started.
-            phases = _crossings(before, state.step, config.train_every)
-            if phases and state.step >= config.learning_starts:
-                for _ in range(phases * config.gradient_steps):
-                    sample = memory.sample(config.batch_size, generators["sample"])
-                    update = learner.update(sample)
-                    memory.update_priorities(sample.indices, update.td_error)
-                loss = float(update.loss)
-                if not math.isfinite(loss):
-                    raise _diverged(state.step, f"the TD loss is {loss}", last_good)
-                state.last_loss = round(loss, 6)
-                state.updates += phases * config.gradient_steps
-
-            # Evaluate greedily now and then; stop once solved when a stop_return is set.
-            due = config.eval_every and _crossings(before, state.step, config.eval_every)
-            if due and _periodic_evaluation(config, state, evaluate):
+            step = parts.act(epsilon)  # epsilon-greedy in every environment
+            parts.store(step, epsilon)  # real transitions into replay, finished episodes
+            parts.update_target(before)
+            parts.learn(before)
+            if _due(before, state.step, config.eval_every) and parts.evaluate_periodically():
                 mean = state.evaluations[-1].mean_return
                 _say(quiet, f"solved at step {state.step} (greedy mean {mean:.2f})", bar)
-
-            if config.checkpoint_every and _crossings(before, state.step, config.checkpoint_every):
-                write_checkpoint(final=False)
-            if not quiet and _crossings(before, state.step, 1000):
-                _show_progress(bar, state, clock, epsilon)
+            if _due(before, state.step, config.checkpoint_every):
+                parts.checkpoint(final=False)
+            if not quiet and _due(before, state.step, 1000):
+                _show_progress(bar, state, parts.clock, epsilon)
         interrupted = stop()
     finally:
         bar.close()
-        actor.close()
-    write_checkpoint(final=True)
-    pixels = ", from pixels" if config.pixels else ""
-    log.write_plot(
-        run_dir / rundir.PLOT_FILE, f"{config.env_id} (seed {config.seed}{pixels})", state
-    )
-    log.close()
-    solved = state.evaluations[-1].mean_return if state.solved_at is not None else None
-
-    def result(evaluation: EvalResult | None) -> TrainResult:
-        return TrainResult(
-            run_dir,
-            state.step,
-            evaluation,
-            clock.seconds(),
-            evaluation is None,
-            state.solved_at,
-            solved,
-        )
-
+        parts.actor.close()
+    parts.checkpoint(final=True)
+    parts.write_plot()
     if interrupted:
-        return result(None)
+        return parts.result(None)
     try:
         with stop.raising():  # from here Ctrl-C abandons the final evaluation at once
-            evaluation = evaluate(config.final_eval_episodes)
+            evaluation = parts.evaluate(config.final_eval_episodes)
     except KeyboardInterrupt:
-        return result(None)
-    _save_policy(
-        run_dir,
-        learner.online,
-        config,
-        actor.observation_space,
-        state.step,
-        evaluation,
-        preprocessing,
-        meanings,
-    )
-    report = {
-        **evaluation.to_dict(),
-        "periodic": [[e.step, e.mean_return, e.std_return] for e in state.evaluations],
-        "solved_at": state.solved_at,
-    }
-    atomic_write(
-        run_dir / "evaluation.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n")
-    )
-    return result(evaluation)
+        return parts.result(None)
+    parts.save_policy(evaluation)
+    return parts.result(evaluation)
+
+
+class _Parts:
+    """The parts ``_train`` composes, built fresh or restored from ``run.checkpoint``."""
+
+    def __init__(self, run: "_Run", on_checkpoint: Callable[[Progress], None] | None) -> None:
+        config = self.config = run.config
+        self.run_dir, self.on_checkpoint = run.run_dir, on_checkpoint
+        self.device = device = torch.device(config.device)
+        self.preprocessing = config.preprocessing()
+        make = env_factory(config.env_id, self.preprocessing)
+        self.actor = actor = VectorActor(make, config.num_envs, config.env_id)
+        obs_shape, n = tuple(actor.observation_space.shape), config.num_envs
+        self.learner = Learner(config, obs_shape, actor.n_actions, device)
+        self.generators = {
+            "act": torch.Generator().manual_seed(config.seed),
+            "sample": torch.Generator().manual_seed(config.seed + 1),
+        }
+        example = example_row(obs_shape, _torch_dtype(actor.observation_space.dtype))
+        if run.checkpoint is None:
+            self.memory = create_memory(config.buffer_size, example, n, device)
+            self.state = LoopState.fresh(n)
+            self.memory.start(np.arange(n), actor.start(config.seed, self.state.envs))
+        else:
+            restored = _restore(run, self.learner, example, self.generators, device)
+            self.memory, self.state = restored.memory, restored.loop
+            actor.start(config.seed, self.state.envs)
+        self.log = MetricsLog(run.run_dir, resume_step=self.state.step)
+        if run.checkpoint is not None:
+            self.log.write(self.state)  # TensorBoard: the checkpoint's rows, once
+        self.clock = _Clock(self.state.step)
+        self.last_good = run.checkpoint
+
+    def act(self, epsilon: float) -> Step:
+        """One epsilon-greedy action per environment, and the step it makes."""
+        actor, learner = self.actor, self.learner
+        actions = epsilon_greedy_lazy(
+            lambda: learner.q_values(torch.as_tensor(actor.obs, device=self.device)),
+            actor.num_envs, actor.n_actions, epsilon, self.generators["act"],
+        )  # fmt: skip
+        return actor.step(actions, self.state.envs)
+
+    def store(self, step: Step, epsilon: float) -> None:
+        """The step's transitions into replay; a metrics row for each episode that ended."""
+        state = self.state
+        self.memory.add(step.obs, step.action, step.reward, step.next_obs, step.terminated)
+        state.step += self.actor.num_envs
+        if step.ended:
+            restarted = np.array([end.env for end in step.ended])
+            self.memory.start(restarted, self.actor.obs[restarted])
+            sps = round(self.clock.sps(state.step), 1)
+            for end in step.ended:
+                state.episodes += 1
+                state.metrics.append(
+                    EpisodeRow(state.step, state.episodes, end.episode_return, end.length,
+                               round(epsilon, 6), state.last_loss, sps)
+                )  # fmt: skip
+
+    def update_target(self, before: int) -> None:
+        """Every target_update_every steps. A hard copy of an online network unchanged since
+        the last copy is skipped: the result would be the same."""
+        config, state = self.config, self.state
+        for _ in range(_crossings(before, state.step, config.target_update_every)):
+            if config.tau < 1.0 or state.synced_at != state.updates:
+                self.learner.sync_target()
+                state.synced_at = state.updates
+
+    def learn(self, before: int) -> None:
+        """gradient_steps updates every train_every steps, once learning has started."""
+        config, state = self.config, self.state
+        phases = _crossings(before, state.step, config.train_every)
+        if not phases or state.step < config.learning_starts:
+            return
+        for _ in range(phases * config.gradient_steps):
+            sample = self.memory.sample(config.batch_size, self.generators["sample"])
+            update = self.learner.update(sample)
+            self.memory.update_priorities(sample.indices, update.td_error)
+        loss = float(update.loss)
+        if not math.isfinite(loss):
+            raise _diverged(state.step, f"the TD loss is {loss}", self.last_good)
+        state.last_loss = round(loss, 6)
+        state.updates += phases * config.gradient_steps
+
+    def evaluate(self, episodes: int) -> EvalResult:
+        return evaluate_policy(
+            self.learner.online,
+            self.config.env_id,
+            episodes=episodes,
+            seed=self.config.seed + EVAL_SEED_OFFSET,
+            preprocessing=self.preprocessing,
+        )
+
+    def evaluate_periodically(self) -> bool:
+        """The gated greedy evaluation; True when it solved the task (the loop then stops)."""
+        return _periodic_evaluation(self.config, self.state, self.evaluate)
+
+    def checkpoint(self, final: bool) -> None:
+        """Writes a checkpoint (refusing non-finite weights), the logs, and tells the hook."""
+        state = self.state
+        if not self.learner.weights_finite():
+            raise _diverged(state.step, "the weights are no longer finite", self.last_good)
+        self.last_good = path = save_checkpoint(
+            self.run_dir / rundir.CHECKPOINT_DIR,
+            online=self.learner.online,
+            target=self.learner.target,
+            optimizer=self.learner.optimizer,
+            memory=self.memory,
+            generators=self.generators,
+            loop=state,
+        )
+        self.log.write(state)
+        if self.on_checkpoint is not None:
+            latest = state.evaluations[-1].mean_return if state.evaluations else None
+            self.on_checkpoint(
+                Progress(self.run_dir, state.step, path, state.episodes, state.recent_return(),
+                         latest, self.clock.seconds(), final)
+            )  # fmt: skip
+
+    def write_plot(self) -> None:
+        pixels = ", from pixels" if self.config.pixels else ""
+        title = f"{self.config.env_id} (seed {self.config.seed}{pixels})"
+        self.log.write_plot(self.run_dir / rundir.PLOT_FILE, title, self.state)
+        self.log.close()
+
+    def save_policy(self, evaluation: EvalResult) -> None:
+        """policy.safetensors with its contract, and evaluation.json."""
+        config, state, space = self.config, self.state, self.actor.observation_space
+        network = self.learner.online
+        spec = PolicySpec(
+            env_id=config.env_id,
+            obs_shape=tuple(int(d) for d in space.shape),
+            obs_dtype=str(np.dtype(space.dtype)),
+            n_actions=self.actor.n_actions,
+            network=network_config(network),
+            obs_low=bounds_to_json(space.low),
+            obs_high=bounds_to_json(space.high),
+            action_meanings=action_meanings(self.actor.envs[0]),
+            train_steps=state.step,
+            eval_return=evaluation.mean_return,
+            preprocessing=self.preprocessing,
+        )
+        report = {
+            **evaluation.to_dict(),
+            "periodic": [[e.step, e.mean_return, e.std_return] for e in state.evaluations],
+            "solved_at": state.solved_at,
+        }
+        text = json.dumps(report, indent=2) + "\n"
+        try:
+            save_weights(self.run_dir / rundir.POLICY_FILE, network, spec)
+            atomic_write(self.run_dir / "evaluation.json", lambda tmp: tmp.write_text(text))
+        except OSError as error:
+            raise CommandError(f"cannot write to {self.run_dir}: {error.strerror}") from error
+
+    def result(self, evaluation: EvalResult | None) -> TrainResult:
+        state = self.state
+        solved = state.evaluations[-1].mean_return if state.solved_at is not None else None
+        return TrainResult(self.run_dir, state.step, evaluation, self.clock.seconds(),
+                           evaluation is None, state.solved_at, solved)  # fmt: skip
 
 
 # --- the loop's small helpers ---------------------------------------------------------------
@@ -329,6 +339,11 @@ def _epsilon(config: TrainConfig, step: int) -> float:
 def _crossings(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in ``(before, after]``."""
     return after // every - before // every
+
+
+def _due(before: int, after: int, every: int) -> bool:
+    """True when ``every`` is set (non-zero) and a multiple of it lies in ``(before, after]``."""
+    return every > 0 and after // every > before // every
 
 
 def _periodic_evaluation(
@@ -566,34 +581,3 @@ def _new_run_dir(config: TrainConfig) -> Path:
             f"{error.strerror or error}"
         ) from error
     return run_dir
-
-
-def _save_policy(
-    run_dir: Path,
-    network: torch.nn.Module,
-    config: TrainConfig,
-    space: Any,
-    steps: int,
-    evaluation: EvalResult,
-    preprocessing: dict[str, Any] | None,
-    meanings: list[str] | None,
-) -> None:
-    spec = PolicySpec(
-        env_id=config.env_id,
-        obs_shape=tuple(int(d) for d in space.shape),
-        obs_dtype=str(np.dtype(space.dtype)),
-        n_actions=int(network.n_actions),  # type: ignore[arg-type]
-        network=network_config(network),
-        obs_low=bounds_to_json(space.low),
-        obs_high=bounds_to_json(space.high),
-        action_meanings=meanings,
-        train_steps=steps,
-        eval_return=evaluation.mean_return,
-        preprocessing=preprocessing,
-    )
-    try:
-        save_weights(run_dir / rundir.POLICY_FILE, network, spec)
-    except OSError as error:
-        raise CommandError(
-            f"cannot write {run_dir / rundir.POLICY_FILE}: {error.strerror or error}"
-        ) from error
