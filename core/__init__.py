@@ -24,7 +24,7 @@ from dqnkit.core.networks import (
 )
 from dqnkit.core.replay import ReplayState
 from dqnkit.core.transition import Transition
-from dqnkit.core.value_learning import huber_loss, td_target
+from dqnkit.core.value_learning import huber_loss, n_step_return, td_target
 
 __all__ = [
     "ConvQNetwork",
@@ -39,6 +39,7 @@ __all__ = [
     "frame_replay",
     "huber_loss",
     "linear_epsilon",
+    "n_step_return",
     "replay",
     "soft_update",
     "td_target",

@@ -6,7 +6,7 @@ import torch
 
 from dqnkit.core._checks import check_floating, check_rank, check_unit_interval
 
-__all__ = ["huber_loss", "td_target"]
+__all__ = ["huber_loss", "n_step_return", "td_target"]
 
 
 def td_target(
@@ -75,6 +75,79 @@ def td_target(
         # y = r_t + gamma * bootstrap, or r_t at terminal states. torch.where, not
         # (1 - terminated) * bootstrap: a NaN or inf bootstrap would leak through 0 * x.
         return torch.where(terminated, reward, reward + gamma * bootstrap).detach()
+
+
+def n_step_return(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    gamma: float,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discounted sum of up to ``n`` rewards and the discount of the bootstrap after them.
+
+    See "Reinforcement Learning: An Introduction" by Sutton & Barto (2nd ed., 2018), section 7.1
+    (n-step TD, equation 7.1), as used by Rainbow ("Rainbow: Combining Improvements in Deep
+    Reinforcement Learning" by Hessel et al., https://arxiv.org/abs/1710.02298).
+
+    Args:
+      reward: ``[B, n]`` float, ``reward[b, k]`` the reward of step ``k`` of row ``b``'s window.
+      terminated: ``[B, n]`` bool, True where step ``k`` reached a terminal state.
+      gamma: the per-step discount, in ``[0, 1]``.
+      mask: ``[B, n]`` bool, True for the steps that exist: each row's first ``m_b >= 1``
+        steps. A window is cut short (False after its end) by a time-limit truncation or by
+        the end of the stream. None means every step exists.
+
+    Returns:
+      ``(returns, discount)``, each ``[B]`` in ``reward``'s dtype. With ``m`` one past the
+      first terminated step of the window, or else its number of steps:
+      ``returns = sum_{k<m} gamma**k * reward[:, k]`` and ``discount = 0`` if a step of the
+      window terminated, else ``gamma**m``. The n-step target is then
+      ``td_target(returns, discount == 0, next_q_at_m, gamma=discount)``, where
+      ``next_q_at_m`` are the Q-values at the observation after step ``m - 1``. With ``n = 1``
+      they are ``td_target``'s own pieces: ``reward`` and ``gamma`` (0 where terminated).
+      Rewards past the end of a window, NaN included, never reach the sum.
+    """
+    check_rank("reward", reward, 2)
+    check_floating("reward", reward)
+    check_unit_interval("gamma", gamma)
+    if terminated.shape != reward.shape or terminated.dtype != torch.bool:
+        raise ValueError(
+            f"terminated must be a bool tensor shaped like reward {tuple(reward.shape)}, "
+            f"got {terminated.dtype} {tuple(terminated.shape)}"
+        )
+    n = reward.shape[1]
+    if n == 0:
+        raise ValueError(f"reward needs at least one step per row, got {tuple(reward.shape)}")
+    if mask is None:
+        mask = torch.ones_like(terminated)
+    elif mask.shape != reward.shape or mask.dtype != torch.bool:
+        raise ValueError(
+            f"mask must be a bool tensor shaped like reward {tuple(reward.shape)}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
+    elif bool((~mask[:, 0]).any()) or bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+        raise ValueError(
+            "mask must be True for a prefix of each row, of at least one step: "
+            "a window has no gaps and starts with its first step"
+        )
+
+    with torch.no_grad():
+        # Step k counts when it exists and no earlier step of its window terminated.
+        stop = terminated & mask
+        ended_before = torch.zeros_like(stop)
+        ended_before[:, 1:] = stop[:, :-1].cumsum(dim=1) > 0
+        counted = mask & ~ended_before
+        # G = sum_{k<m} gamma^k r_k. torch.where, not counted * r: a NaN reward past the
+        # window's end would leak through 0 * NaN.
+        powers = gamma ** torch.arange(n, dtype=reward.dtype, device=reward.device)
+        returns = torch.where(counted, reward * powers, torch.zeros_like(reward)).sum(dim=1)
+        m = counted.sum(dim=1)
+        # gamma^m bootstraps from the observation after the window's last step; nothing does
+        # after a terminal step.
+        discount = torch.where(
+            stop.any(dim=1), torch.zeros_like(returns), gamma ** m.to(reward.dtype)
+        )
+    return returns.detach(), discount.detach()
 
 
 class _Huber(torch.autograd.Function):
