@@ -5,6 +5,8 @@ No environments, files or global random state in the functions: each takes its s
 
 - :func:`replay.add` and :func:`frame_replay.add` write in place into the storage the caller
   allocated with their ``init`` (that pre-allocation is the point);
+- :func:`sum_tree.update`, :func:`prioritized.add` and :func:`prioritized.update_priorities`
+  write in place into the sum tree's tensor (and the ring's storage) allocated by their ``init``;
 - :func:`soft_update` writes the target network's parameters and buffers in place;
 - a network with batch norm (:class:`ConvQNetwork`) updates its running statistics on every
   forward pass in training mode, as any ``nn.BatchNorm2d`` does;
@@ -12,7 +14,7 @@ No environments, files or global random state in the functions: each takes its s
   they are given a ``generator=``; with one, the global state is left as it was.
 """
 
-from dqnkit.core import frame_replay, replay
+from dqnkit.core import frame_replay, prioritized, replay, sum_tree
 from dqnkit.core.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
 from dqnkit.core.frame_replay import FrameReplayState
 from dqnkit.core.networks import (
@@ -22,6 +24,7 @@ from dqnkit.core.networks import (
     dueling_q,
     soft_update,
 )
+from dqnkit.core.prioritized import PrioritizedState, importance_weights
 from dqnkit.core.replay import ReplayState
 from dqnkit.core.transition import Transition
 from dqnkit.core.value_learning import huber_loss, n_step_return, td_target
@@ -30,6 +33,7 @@ __all__ = [
     "ConvQNetwork",
     "FrameReplayState",
     "NatureQNetwork",
+    "PrioritizedState",
     "QNetwork",
     "ReplayState",
     "Transition",
@@ -38,9 +42,12 @@ __all__ = [
     "exponential_epsilon",
     "frame_replay",
     "huber_loss",
+    "importance_weights",
     "linear_epsilon",
     "n_step_return",
+    "prioritized",
     "replay",
     "soft_update",
+    "sum_tree",
     "td_target",
 ]
