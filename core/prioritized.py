@@ -57,9 +57,11 @@ class PrioritizedState(NamedTuple):
 
 
 def init(
-    buffer: ReplayState | FrameReplayState, *, branching: int = sum_tree.DEFAULT_BRANCHING
+    buffer: ReplayState | FrameReplayState, *, branching: int | None = None
 ) -> PrioritizedState:
     """Wraps an empty ring (from ``replay.init`` or ``frame_replay.init``) with a sum tree.
+
+    ``branching`` is the tree's (None: :func:`sum_tree.default_branching`).
 
     Raises:
       ValueError: ``buffer`` is not a ring's state, or already holds data (its slots would
@@ -156,18 +158,23 @@ def sample(
       ``[B]`` int64 slots they came from (for :func:`update_priorities`) and ``[B]`` float32
       weights in ``(0, 1]`` (:func:`importance_weights`).
     """
+    check_positive_int("batch_size", batch_size)
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
     tree = state.tree
-    if not sum_tree.total(tree) > 0:
+    root = sum_tree.total(tree)
+    if not root > 0:
         raise ValueError("cannot sample from an empty prioritized replay (no drawable transition)")
-    indices = sum_tree.sample(tree, batch_size, generator)
-    priority = sum_tree.priorities(tree).index_select(0, indices)
-    weights = importance_weights(priority / sum_tree.total(tree), state.buffer.size, beta)
+    indices, priority = sum_tree._sample(tree, batch_size, generator, root)
+    # w_i = (P_min / P_i)^beta = (p_min / p_i)^beta, as importance_weights (checked there; the
+    # priorities here are positive by construction).
+    weights = (priority.min() / priority).pow_(beta).to(torch.float32)
     buffer = state.buffer
     if isinstance(buffer, ReplayState):
         batch = Transition(*(field.index_select(0, indices) for field in buffer.storage))
     else:
         batch = frame_replay.gather(buffer, indices)
-    return batch, indices, weights.to(torch.float32)
+    return batch, indices, weights.clamp_(min=torch.finfo(torch.float32).tiny)
 
 
 def update_priorities(
