@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,7 +144,7 @@ def aims(cases: Sequence[Case]) -> list[str]:
     return lines
 
 
-def to_json(cases: Sequence[Case], settings: Settings) -> dict[str, Any]:
+def to_json(cases: Sequence[Case], settings: Settings, clock: str) -> dict[str, Any]:
     return {
         "benchmark": "prioritized",
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -155,6 +156,7 @@ def to_json(cases: Sequence[Case], settings: Settings) -> dict[str, Any]:
         "load_average_after": os.getloadavg(),
         "branching": {c: sum_tree.default_branching(c) for c in CAPACITIES},
         "settings": settings.__dict__,
+        "clock": clock,
         "results": [
             {
                 "case": case.implementation,
@@ -175,18 +177,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the raw figures here")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="time wall-clock instead of this process's CPU time (time.process_time)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     torch.set_num_threads(1)
     cases = [case for capacity in CAPACITIES for case in cases_for(capacity)]
-    measure(cases, settings)
+    measure(cases, settings, time.perf_counter if args.wall else time.process_time)
     print(
         "# Prioritized replay against uniform replay, CartPole-shaped rows"
         f"{' (--quick: NOT a measurement)' if args.quick else ''}"
     )
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
-        f"python {sys.version.split()[0]}, torch {torch.__version__}, 1 thread, sum tree "
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, 1 thread, "
+        f"{'wall-clock' if args.wall else 'CPU'} time, sum tree "
         f"branching {[sum_tree.default_branching(c) for c in CAPACITIES]}; median of "
         f"{settings.rounds * settings.repeat} timings per cell; "
         f"load average after (1, 5, 15 min): {load}"
@@ -198,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- {line}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(cases, settings), indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(to_json(cases, settings, "wall" if args.wall else "process_time"), indent=2)
+            + "\n"
+        )
         print(f"\nraw figures written to {args.json}")
     return 0
 

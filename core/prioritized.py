@@ -46,7 +46,8 @@ class PrioritizedState(NamedTuple):
       max_priority: the largest priority written so far (1.0 before any update, as in
         Schaul et al.); new transitions enter with it.
       reach: frame ring only: the largest distance, in writes, from a transition's slot back to
-        its obs slot seen so far (0 for :mod:`replay`). Overwriting a slot can make only the
+        the oldest slot it reads (its obs, or its obs stack's oldest frame) seen so far (0 for
+        :mod:`replay`). Overwriting a slot can make only the
         next ``reach`` slots unsampleable, so only those are checked on each add.
     """
 
@@ -117,11 +118,13 @@ def _add_frames(
     oldest = max(0, after.written - capacity)
     numbers = torch.arange(after.written - kept, after.written, device=device)
     slots = numbers % capacity
-    source = after.source.index_select(0, slots)
-    drawable = source >= oldest  # first slots have source -1
+    # The oldest slot each transition reads (its obs, or its obs stack's oldest frame); first
+    # slots and broken chains give -1.
+    needed = frame_replay.oldest_needed(after, slots)
+    drawable = needed >= oldest
     reach = state.reach
     if bool(drawable.any()):
-        reach = max(reach, int((numbers - source)[source >= 0].max()))
+        reach = max(reach, int((numbers - needed)[drawable].max()))
     priority = torch.where(
         drawable,
         torch.tensor(state.max_priority, dtype=torch.float64, device=device),
@@ -133,7 +136,7 @@ def _add_frames(
     end = min(oldest + reach, after.written - kept)
     if oldest > old_oldest and end > oldest:
         older = torch.arange(oldest, end, device=device) % capacity
-        lost = older[after.source.index_select(0, older) < oldest]
+        lost = older[frame_replay.oldest_needed(after, older) < oldest]
         slots = torch.cat([lost, slots])
         priority = torch.cat(
             [torch.zeros(lost.shape, dtype=torch.float64, device=device), priority]
@@ -227,7 +230,7 @@ def update_priorities(
         # A slot overwritten since it was sampled may now hold a first slot or a transition
         # whose obs is gone: it must stay at 0.
         oldest = max(0, buffer.written - buffer.capacity)
-        drawable = buffer.source.index_select(0, indices) >= oldest
+        drawable = frame_replay.oldest_needed(buffer, indices) >= oldest
         priority = torch.where(drawable, priority, torch.zeros_like(priority))
     tree = sum_tree.update(tree, indices, priority)
     max_priority = (

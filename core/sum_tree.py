@@ -50,7 +50,7 @@ _LEVELS = 3  # below the root, for the default branching
 def default_branching(capacity: int) -> int:
     """The smallest branching (at least 16) that puts ``capacity`` leaves three levels down."""
     check_positive_int("capacity", capacity)
-    branching = max(_MIN_BRANCHING, math.ceil(float(capacity) ** (1 / _LEVELS)))
+    branching = max(_MIN_BRANCHING, math.ceil(math.pow(capacity, 1 / _LEVELS)))
     while branching**_LEVELS < capacity:  # a rounded-down cube root
         branching += 1
     return branching
