@@ -42,9 +42,14 @@ def dueling_q(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
             f"value must have shape [B] or [B, 1] = {[batch, 1]} to match advantage "
             f"{tuple(advantage.shape)}, got {tuple(value.shape)}"
         )
+    return _combine(value.reshape(batch, 1), advantage)
+
+
+def _combine(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """:func:`dueling_q` without its checks, for the networks' forward (TorchScript compiles it)."""
     # Q = V + (A - mean_a A): the mean, not the max, of equation (8), which the paper found
     # more stable; V alone is then identifiable as the mean of Q over actions.
-    return value.reshape(batch, 1) + (advantage - advantage.mean(dim=1, keepdim=True))
+    return value + (advantage - advantage.mean(dim=1, keepdim=True))
 
 
 class QNetwork(nn.Module):
@@ -93,15 +98,16 @@ class QNetwork(nn.Module):
         # cost for the tutorial's small MLP.
         x = obs.to(torch.float32)
         last = len(self.layers) - 1
+        features = x  # the last hidden layer's output, which the value head reads too
         for i, layer in enumerate(self.layers):
             if i == last:
-                break
-            x = torch.relu(F.linear(x, layer.weight, layer.bias))  # type: ignore[arg-type]
-        head = self.layers[last]
-        out = F.linear(x, head.weight, head.bias)  # type: ignore[arg-type]
+                features = x
+            x = F.linear(x, layer.weight, layer.bias)  # type: ignore[arg-type]
+            if i < last:
+                x = torch.relu(x)
         if self.value is not None:
-            out = dueling_q(F.linear(x, self.value.weight, self.value.bias), out)
-        return out
+            x = _combine(F.linear(features, self.value.weight, self.value.bias), x)
+        return x
 
 
 def conv_output_size(size: int, kernel: int = 5, stride: int = 2) -> int:
@@ -171,7 +177,7 @@ class ConvQNetwork(nn.Module):
         features = self.features(_scale_frames(obs))
         out: torch.Tensor = self.head(features)
         if self.value is not None:
-            out = dueling_q(self.value(features), out)
+            out = _combine(self.value(features), out)
         return out
 
 
@@ -245,7 +251,7 @@ class NatureQNetwork(nn.Module):
         features = self.features(_scale_frames(obs))
         out: torch.Tensor = self.head(features)
         if self.value is not None:
-            out = dueling_q(self.value(features), out)
+            out = _combine(self.value(features), out)
         return out
 
 

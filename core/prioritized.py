@@ -101,7 +101,8 @@ def add(state: PrioritizedState, rows: Transition | Entry) -> PrioritizedState:
         device = buffer.storage.obs.device
         slots = (buffer.cursor + count - kept + torch.arange(kept, device=device)) % buffer.capacity
         priority = torch.full((kept,), state.max_priority, dtype=torch.float64, device=device)
-        tree = sum_tree.update(state.tree, slots, priority)
+        # The slots of one add are distinct (at most capacity of them) and the priority valid.
+        tree = sum_tree._write(state.tree, slots, priority)
         return state._replace(buffer=after, tree=tree)
     if not isinstance(rows, Entry):
         raise ValueError(f"entries for a frame ring must be an Entry, got {type(rows)}")
@@ -141,7 +142,8 @@ def _add_frames(
         priority = torch.cat(
             [torch.zeros(lost.shape, dtype=torch.float64, device=device), priority]
         )
-    tree = sum_tree.update(state.tree, slots, priority)
+    # Distinct slots: the older ones precede the newly written ones in the ring.
+    tree = sum_tree._write(state.tree, slots, priority)
     return state._replace(buffer=after, tree=tree, reach=reach)
 
 

@@ -146,7 +146,7 @@ def update(state: SumTreeState, index: torch.Tensor, priority: torch.Tensor) -> 
       ValueError: shapes that differ, an index out of range, or a priority that is negative,
         infinite or NaN.
     """
-    tree, capacity, branching = state
+    tree, capacity = state.tree, state.capacity
     if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
         raise ValueError(
             f"index must be a 1-D integer tensor, got {index.dtype} {tuple(index.shape)}"
@@ -173,14 +173,19 @@ def update(state: SumTreeState, index: torch.Tensor, priority: torch.Tensor) -> 
     index = index[order]
     last = torch.ones_like(index, dtype=torch.bool)
     last[:-1] = index[1:] != index[:-1]
-    index, priority = index[last], priority[order][last]
+    return _write(state, index[last], priority[order][last])
 
+
+def _write(state: SumTreeState, index: torch.Tensor, priority: torch.Tensor) -> SumTreeState:
+    """:func:`update` without checks: distinct in-range int64 ``index``, valid float64 values."""
+    tree, capacity, branching = state
     levels = _levels(capacity, branching)
     offset, size = levels[-1]
     tree[offset : offset + size].index_copy_(0, index, priority)
     rows = tree.view(-1, branching)
     # Each ancestor is recomputed as the sum of its children (no delta updates: no drift):
     # the children of node j of a level are row (child level's offset / branching) + j.
+    # A parent listed twice (unsorted leaves) is written twice with the same sum: harmless.
     for (parent_offset, parent_size), (child_offset, _) in zip(
         reversed(levels[:-1]), reversed(levels[1:]), strict=True
     ):

@@ -258,3 +258,19 @@ def test_nature_qnetwork_rejects_bad_arguments() -> None:
         NatureQNetwork((4, 30, 30), 2)
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         NatureQNetwork((84, 84), 2)
+
+
+@pytest.mark.parametrize(("name", "build"), NETWORKS)
+def test_every_network_scripts_and_exports_with_the_same_values(name, build):
+    # The export layer compiles networks with torch.jit.script and torch.export.
+    import warnings
+
+    net = build(generator=torch.Generator().manual_seed(0)).eval()
+    shape = (2, 4) if name.startswith("mlp") else (2, *net.in_shape)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(net)
+    torch.testing.assert_close(scripted(x), net(x))
+    exported = torch.export.export(net, (x,))
+    torch.testing.assert_close(exported.module()(x), net(x))
