@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.experience import FrameMemory, TransitionMemory, restore_memory
+from dqnkit.adapters.experience import FrameMemory, Memory, PrioritizedMemory, restore_memory
 from dqnkit.adapters.loop_state import LoopState
 from dqnkit.adapters.optim import Adam
 from dqnkit.core import Transition
@@ -42,7 +42,7 @@ KEEP = 3
 class Restored:
     """What :func:`load_checkpoint` returns besides what it restores in place."""
 
-    memory: TransitionMemory | FrameMemory
+    memory: Memory
     loop: LoopState
 
 
@@ -61,7 +61,7 @@ def save_checkpoint(
     online: nn.Module,
     target: nn.Module,
     optimizer: Adam,
-    memory: TransitionMemory | FrameMemory,
+    memory: Memory,
     generators: dict[str, torch.Generator],
     loop: LoopState,
 ) -> Path:
@@ -106,6 +106,7 @@ def load_checkpoint(
     generators: dict[str, torch.Generator],
     num_envs: int,
     device: torch.device,
+    priorities: dict[str, float] | None = None,
 ) -> Restored:
     """Checks the whole file, then restores the modules, optimizer and generators in place.
 
@@ -128,10 +129,16 @@ def load_checkpoint(
     if document["optim_steps"] != loop.updates:
         raise ValueError(f"{document['optim_steps']} optimizer steps for {loop.updates} updates")
     memory = restore_memory(
-        document["replay"], _with_prefix(tensors, "replay"), example, num_envs, device
+        document["replay"],
+        _with_prefix(tensors, "replay"),
+        example,
+        num_envs,
+        device,
+        priorities=priorities,
     )
     expected_rows = loop.step
-    if isinstance(memory, FrameMemory):  # plus one first frame per episode begun
+    ring = memory.inner if isinstance(memory, PrioritizedMemory) else memory
+    if isinstance(ring, FrameMemory):  # plus one first frame per episode begun
         expected_rows += num_envs + loop.episodes
     if memory.written() != expected_rows:
         raise ValueError(

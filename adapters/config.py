@@ -102,6 +102,31 @@ class TrainConfig:
     double_dqn: bool = field(
         default=False, metadata=_doc("Use the double-DQN target (van Hasselt et al. 2015).")
     )
+    dueling: bool = field(
+        default=False,
+        metadata=_doc("Dueling network heads: a state value plus advantages (Wang et al. 2016)."),
+    )
+    prioritized: bool = field(
+        default=False,
+        metadata=_doc(
+            "Prioritized replay, proportional (Schaul et al. 2016): draw by |TD error|, weight "
+            "the loss by importance weights."
+        ),
+    )
+    priority_alpha: float = field(
+        default=0.6, metadata=_doc("Prioritized replay: priority exponent (Schaul et al.: 0.6).")
+    )
+    priority_beta: float = field(
+        default=0.4,
+        metadata=_doc(
+            "Prioritized replay: importance-weight exponent at step 0, annealed linearly to 1 at "
+            "the run's last step (Schaul et al.: 0.4)."
+        ),
+    )
+    priority_eps: float = field(
+        default=1e-6,
+        metadata=_doc("Prioritized replay: added to |TD error| so no priority is 0."),
+    )
     max_grad_norm: float = field(
         default=100.0,
         metadata=_doc(
@@ -177,12 +202,19 @@ class TrainConfig:
         for name in ("learning_starts", "eval_every", "checkpoint_every", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise CommandError(f"{flag(name)} must be non-negative, got {getattr(self, name)}")
-        for name in ("gamma", "tau", "epsilon_start", "epsilon_end"):
+        for name in (
+            "gamma",
+            "tau",
+            "epsilon_start",
+            "epsilon_end",
+            "priority_alpha",
+            "priority_beta",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise CommandError(f"{flag(name)} must be in [0, 1], got {getattr(self, name)}")
         if self.tau == 0.0:
             raise CommandError("--tau must be positive: 0 would never update the target network")
-        for name in ("learning_rate", "huber_delta"):
+        for name in ("learning_rate", "huber_delta", "priority_eps"):
             if not getattr(self, name) > 0:
                 raise CommandError(f"{flag(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:

@@ -17,16 +17,28 @@ no-op here), which is the whole interface a prioritized memory needs from the lo
 builder sits between :class:`~dqnkit.adapters.vector.Step` and :meth:`Replay.add`.
 """
 
+import math
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from dqnkit.adapters.errors import CommandError
-from dqnkit.core import FrameReplayState, ReplayState, Transition, frame_replay, replay
+from dqnkit.core import (
+    FrameReplayState,
+    PrioritizedState,
+    ReplayState,
+    Transition,
+    frame_replay,
+    prioritized,
+    replay,
+    sum_tree,
+)
 
 __all__ = [
     "FrameMemory",
+    "Memory",
+    "PrioritizedMemory",
     "Replay",
     "Sample",
     "TransitionMemory",
@@ -82,8 +94,9 @@ class Replay(Protocol):
     ) -> None:
         """Records one step of every environment (``next_obs``: the real final obs at a done)."""
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Sample:
-        """A batch of everything recorded so far."""
+    def sample(self, batch_size: int, generator: torch.Generator, progress: float) -> Sample:
+        """A batch of everything recorded so far; ``progress`` is the fraction of the run done
+        (a prioritized memory anneals its importance-weight exponent with it)."""
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
         """Takes ``|td_error|`` of the batch at ``indices`` (uniform memories ignore it)."""
@@ -138,10 +151,13 @@ class TransitionMemory:
         if self._staged.count:
             self._written += self._staged.count
             columns = self._staged.take(self.state.storage.obs.device)
-            self.state = replay.add(self.state, Transition(*columns))
+            self.state = self._write(Transition(*columns))
         return self.state
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Sample:
+    def _write(self, rows: Transition) -> ReplayState:
+        return replay.add(self.state, rows)
+
+    def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
         return Sample(replay.sample(self._flush(), batch_size, generator))
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
@@ -228,10 +244,13 @@ class FrameMemory:
     def _flush(self) -> FrameReplayState:
         if self._staged.count:
             columns = self._staged.take(self.state.obs.device)
-            self.state = frame_replay.add(self.state, frame_replay.Entry(*columns))
+            self.state = self._write(frame_replay.Entry(*columns))
         return self.state
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Sample:
+    def _write(self, entries: frame_replay.Entry) -> FrameReplayState:
+        return frame_replay.add(self.state, entries)
+
+    def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
         return Sample(frame_replay.sample(self._flush(), batch_size, generator))
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
@@ -274,6 +293,102 @@ class FrameMemory:
         return cls(state._replace(latest=latest.to(device), written=written))
 
 
+class PrioritizedMemory:
+    """Either memory above, drawn by priority (:mod:`dqnkit.core.prioritized`).
+
+    Rows are staged and stored by the wrapped memory, whose writes go through
+    ``prioritized.add`` (new rows at the largest priority seen); :meth:`sample` returns slot
+    indices and importance weights, with ``beta`` annealed linearly from ``beta`` to 1 over the
+    run; :meth:`update_priorities` writes ``(|td_error| + eps) ** alpha`` back.
+    """
+
+    kind = "prioritized"
+
+    def __init__(
+        self,
+        inner: "TransitionMemory | FrameMemory",
+        *,
+        alpha: float,
+        beta: float,
+        eps: float,
+        state: PrioritizedState | None = None,
+    ) -> None:
+        self.inner, self.alpha, self.beta, self.eps = inner, alpha, beta, eps
+        self.state = prioritized.init(inner.state) if state is None else state
+        inner._write = self._write  # type: ignore[method-assign]
+
+    def _write(self, rows: Transition | frame_replay.Entry) -> Any:
+        self.state = prioritized.add(self.state, rows)
+        return self.state.buffer
+
+    def start(self, streams: Array, obs: Array) -> None:
+        self.inner.start(streams, obs)
+
+    def add(
+        self, obs: Array, action: Array, reward: Array, next_obs: Array, terminated: Array
+    ) -> None:
+        self.inner.add(obs, action, reward, next_obs, terminated)
+
+    def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
+        self.inner._flush()
+        beta = self.beta + (1.0 - self.beta) * min(max(progress, 0.0), 1.0)
+        batch, indices, weights = prioritized.sample(self.state, batch_size, generator, beta)
+        return Sample(batch, indices, weights)
+
+    def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
+        assert indices is not None
+        self.state = prioritized.update_priorities(
+            self.state, indices, td_error, self.alpha, self.eps
+        )
+
+    def written(self) -> int:
+        return self.inner.written()
+
+    def checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, ring = self.inner.checkpoint()
+        tree = self.state.tree
+        tensors = {**tensors, "priority_tree": tree.tree}
+        meta = {
+            "kind": self.kind,
+            "ring": ring,
+            "branching": tree.branching,
+            "max_priority": self.state.max_priority,
+            "reach": self.state.reach,
+        }
+        return tensors, meta
+
+    @classmethod
+    def restore(
+        cls,
+        meta: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        example: Transition,
+        streams: int,
+        device: torch.device,
+        **options: float,
+    ) -> "PrioritizedMemory":
+        ring = {k: v for k, v in tensors.items() if k != "priority_tree"}
+        inner = restore_memory(meta.get("ring"), ring, example, streams, device)
+        if isinstance(inner, PrioritizedMemory) or "priority_tree" not in tensors:
+            raise ValueError("prioritized replay without its ring or its priority tree")
+        branching, reach = _ints(meta, "branching", "reach")
+        max_priority = meta.get("max_priority")
+        if not isinstance(max_priority, float) or not math.isfinite(max_priority):
+            raise ValueError(f"replay max_priority must be a finite float, got {max_priority!r}")
+        like = sum_tree.init(inner.state.capacity, device, branching=branching)
+        tree = tensors["priority_tree"]
+        _check_tensor("priority_tree", tree, tuple(like.tree.shape), like.tree.dtype)
+        if bool((tree < 0).any()):
+            raise ValueError("replay priority_tree holds negative priorities")
+        state = PrioritizedState(
+            inner.state, like._replace(tree=tree.to(device)), max_priority, reach
+        )
+        return cls(inner, state=state, **options)
+
+
+Memory = TransitionMemory | FrameMemory | PrioritizedMemory
+"""Any of the memories (what :func:`create_memory` returns)."""
+
 _KINDS: dict[str, type[TransitionMemory] | type[FrameMemory]] = {
     TransitionMemory.kind: TransitionMemory,
     FrameMemory.kind: FrameMemory,
@@ -281,23 +396,37 @@ _KINDS: dict[str, type[TransitionMemory] | type[FrameMemory]] = {
 
 
 def create_memory(
-    capacity: int, example: Transition, streams: int, device: torch.device
-) -> TransitionMemory | FrameMemory:
-    """An empty memory; frame-sharing when ``example.obs`` is an image.
+    capacity: int,
+    example: Transition,
+    streams: int,
+    device: torch.device,
+    *,
+    priorities: dict[str, float] | None = None,
+) -> Memory:
+    """An empty memory; frame-sharing when ``example.obs`` is an image; prioritized when
+    ``priorities`` (``alpha``, ``beta``, ``eps``) are given.
 
     Raises:
       CommandError: the buffer would not fit in memory.
     """
     row_bytes = sum(t.element_size() * t.numel() for t in example)
     try:
+        memory: TransitionMemory | FrameMemory
         if shares_frames(tuple(example.obs.shape)):
-            return FrameMemory(frame_replay.init(capacity, example, streams=streams, device=device))
-        return TransitionMemory(replay.init(capacity, example, device=device))
+            memory = FrameMemory(
+                frame_replay.init(capacity, example, streams=streams, device=device)
+            )
+        else:
+            memory = TransitionMemory(replay.init(capacity, example, device=device))
     except (RuntimeError, MemoryError) as error:
         raise CommandError(
             f"cannot allocate a replay buffer of {capacity} rows "
             f"({capacity * row_bytes / 2**30:.1f} GiB): lower --buffer-size"
         ) from error
+    if priorities is not None:
+        alpha, beta, eps = (priorities[k] for k in ("alpha", "beta", "eps"))
+        return PrioritizedMemory(memory, alpha=alpha, beta=beta, eps=eps)
+    return memory
 
 
 def restore_memory(
@@ -306,17 +435,22 @@ def restore_memory(
     example: Transition,
     streams: int,
     device: torch.device,
-) -> TransitionMemory | FrameMemory:
-    """The memory :meth:`Replay.checkpoint` saved.
+    *,
+    priorities: dict[str, float] | None = None,
+) -> Memory:
+    """The memory :meth:`Replay.checkpoint` saved (``priorities`` as for :func:`create_memory`).
 
     Raises:
       ValueError: the kind is unknown, a counter or tensor is missing or has the wrong shape
         or dtype, or the counters disagree with the rows.
     """
-    if not isinstance(meta, dict) or meta.get("kind") not in _KINDS:
-        kind = meta.get("kind") if isinstance(meta, dict) else meta
-        raise ValueError(f"unknown replay kind {kind!r}")
-    return _KINDS[meta["kind"]].restore(meta, tensors, example, streams, device)
+    kind = meta.get("kind") if isinstance(meta, dict) else meta
+    if kind == PrioritizedMemory.kind and priorities is not None:
+        return PrioritizedMemory.restore(meta, tensors, example, streams, device, **priorities)
+    if kind not in _KINDS or (priorities is not None and kind != PrioritizedMemory.kind):
+        expected = "prioritized" if priorities is not None else "uniform"
+        raise ValueError(f"replay kind {kind!r} where the run's settings give {expected} replay")
+    return _KINDS[kind].restore(meta, tensors, example, streams, device)
 
 
 def _ints(meta: dict[str, Any], *names: str) -> list[int]:

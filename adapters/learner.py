@@ -33,15 +33,16 @@ class Update(NamedTuple):
 
 
 def build_network(obs_shape: tuple[int, ...], n_actions: int, config: TrainConfig) -> nn.Module:
-    """The tutorial's CNN for frames ``[C, H, W]``, its MLP for everything else.
+    """The tutorial's CNN for frames ``[C, H, W]``, its MLP for everything else; with
+    ``config.dueling`` their dueling variants.
 
     Raises:
       CommandError: the network would not fit in memory (a huge ``--hidden``).
     """
     try:
         if len(obs_shape) == 3:
-            return ConvQNetwork(obs_shape, n_actions)
-        return QNetwork(math.prod(obs_shape), n_actions, config.hidden)
+            return ConvQNetwork(obs_shape, n_actions, dueling=config.dueling)
+        return QNetwork(math.prod(obs_shape), n_actions, config.hidden, dueling=config.dueling)
     except (RuntimeError, MemoryError) as error:
         raise CommandError(
             f"cannot allocate the Q-network (--hidden {','.join(map(str, config.hidden))}): "

@@ -188,7 +188,9 @@ class _Parts:
         }
         example = example_row(obs_shape, _torch_dtype(actor.observation_space.dtype))
         if run.checkpoint is None:
-            self.memory = create_memory(config.buffer_size, example, n, device)
+            self.memory = create_memory(
+                config.buffer_size, example, n, device, priorities=_priorities(config)
+            )
             self.state = LoopState.fresh(n)
             self.memory.start(np.arange(n), actor.start(config.seed, self.state.envs))
         else:
@@ -241,10 +243,14 @@ class _Parts:
         phases = _crossings(before, state.step, config.train_every)
         if not phases or state.step < config.learning_starts:
             return
+        progress = state.step / config.total_steps
         for _ in range(phases * config.gradient_steps):
-            sample = self.memory.sample(config.batch_size, self.generators["sample"])
+            sample = self.memory.sample(config.batch_size, self.generators["sample"], progress)
             update = self.learner.update(sample)
-            self.memory.update_priorities(sample.indices, update.td_error)
+            try:
+                self.memory.update_priorities(sample.indices, update.td_error)
+            except ValueError:  # a non-finite TD error: reported as the loss below
+                break
         loss = float(update.loss)
         if not math.isfinite(loss):
             raise _diverged(state.step, f"the TD loss is {loss}", self.last_good)
@@ -301,7 +307,9 @@ class _Parts:
             obs_shape=tuple(int(d) for d in space.shape),
             obs_dtype=str(np.dtype(space.dtype)),
             n_actions=self.actor.n_actions,
-            network=network_config(network),
+            # {"kind": "mlp", "hidden": [...]} or {"kind": "conv"}, plus "dueling": true for a
+            # dueling network (export/weights.py rebuilds from these keys).
+            network={**network_config(network), **({"dueling": True} if config.dueling else {})},
             obs_low=bounds_to_json(space.low),
             obs_high=bounds_to_json(space.high),
             action_meanings=action_meanings(self.actor.envs[0]),
@@ -339,6 +347,17 @@ def _epsilon(config: TrainConfig, step: int) -> float:
 def _crossings(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in ``(before, after]``."""
     return after // every - before // every
+
+
+def _priorities(config: TrainConfig) -> dict[str, float] | None:
+    """The prioritized memory's options, or None for uniform replay."""
+    if not config.prioritized:
+        return None
+    return {
+        "alpha": config.priority_alpha,
+        "beta": config.priority_beta,
+        "eps": config.priority_eps,
+    }
 
 
 def _due(before: int, after: int, every: int) -> bool:
@@ -536,6 +555,7 @@ def _restore(
             generators=generators,
             num_envs=run.config.num_envs,
             device=device,
+            priorities=_priorities(run.config),
         )
 
     assert run.checkpoint is not None

@@ -6,6 +6,7 @@ import torch
 
 from dqnkit.adapters.experience import (
     FrameMemory,
+    PrioritizedMemory,
     TransitionMemory,
     create_memory,
     example_row,
@@ -121,7 +122,7 @@ def test_a_checkpoint_restores_the_same_memory(steps: int) -> None:
     [
         (lambda t, m: m.update(size=4), "counters disagree"),
         (lambda t, m: m.update(cursor=0), "counters disagree"),
-        (lambda t, m: m.update(kind="prioritised"), "unknown replay kind"),
+        (lambda t, m: m.update(kind="prioritised"), "replay kind 'prioritised'"),
         (lambda t, m: t.update(reward=t["reward"][:-1]), "replay reward is"),
         (lambda t, m: t.update(action=t["action"].float()), "replay action is"),
         (lambda t, m: t.pop("terminated"), "replay tensors"),
@@ -134,3 +135,49 @@ def test_a_damaged_replay_is_refused(change: object, message: str) -> None:
     change(tensors, meta)  # type: ignore[operator]
     with pytest.raises(ValueError, match=message):
         restore_memory(meta, tensors, example_row((2,), torch.float32), 1, torch.device("cpu"))
+
+
+PRIORITIES = {"alpha": 0.6, "beta": 0.4, "eps": 1e-6}
+
+
+def test_a_prioritized_memory_samples_by_priority_and_round_trips() -> None:
+    example = example_row((2,), torch.float32)
+    memory = create_memory(8, example, 1, torch.device("cpu"), priorities=PRIORITIES)
+    assert isinstance(memory, PrioritizedMemory)
+    for t in range(6):
+        obs = np.full((1, 2), t, dtype=np.float32)
+        memory.add(obs, np.array([0]), np.array([float(t)]), obs + 1, np.array([False]))
+    sample = memory.sample(4, torch.Generator().manual_seed(0), progress=0.0)
+    assert sample.indices is not None
+    assert sample.weights is not None
+    assert sample.indices.shape == sample.weights.shape == (4,)
+    # Give slot 5 a huge TD error and the others none: it is drawn almost always after.
+    memory.update_priorities(torch.arange(6), torch.tensor([0.0] * 5 + [1e6]))
+    drawn = memory.sample(64, torch.Generator().manual_seed(1), progress=1.0)
+    assert drawn.indices is not None
+    assert drawn.weights is not None
+    assert (drawn.indices == 5).sum() >= 60
+    assert torch.equal(
+        drawn.batch.reward[drawn.indices == 5],
+        torch.full_like(drawn.batch.reward[drawn.indices == 5], 5.0),
+    )
+    tensors, meta = memory.checkpoint()
+    assert meta["kind"] == "prioritized"
+    assert "priority_tree" in tensors
+    again = restore_memory(meta, tensors, example, 1, torch.device("cpu"), priorities=PRIORITIES)
+    assert isinstance(again, PrioritizedMemory)
+    a = memory.sample(16, torch.Generator().manual_seed(2), progress=0.5)
+    b = again.sample(16, torch.Generator().manual_seed(2), progress=0.5)
+    assert a.indices is not None
+    assert b.indices is not None
+    assert torch.equal(a.indices, b.indices)
+    assert a.weights is not None
+    assert b.weights is not None
+    assert torch.equal(a.weights, b.weights)
+    with pytest.raises(ValueError, match="where the run's settings give uniform replay"):
+        restore_memory(meta, tensors, example, 1, torch.device("cpu"))
+    plain_tensors, plain_meta = filled(3).checkpoint()
+    with pytest.raises(ValueError, match="where the run's settings give prioritized replay"):
+        restore_memory(
+            plain_meta, plain_tensors, example, 1, torch.device("cpu"), priorities=PRIORITIES
+        )

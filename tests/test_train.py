@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from dqnkit.adapters import Progress, TrainConfig, evaluate, train
@@ -490,3 +491,30 @@ def test_the_run_announces_itself_and_its_solve(
     assert f"run directory: {result.run_dir}\nconfig: {result.run_dir / 'config.json'}" in first
     assert f"solved at step 500 (greedy mean {result.solved_return:.2f})" in first
     assert json.loads((result.run_dir / "evaluation.json").read_text())["solved_at"] == 500
+
+
+def test_resume_with_prioritized_replay_dueling_and_double_dqn_is_exact(tmp_path: Path) -> None:
+    """Every option of the second wave on: the sum tree, its largest priority and the annealed
+    beta come back from the checkpoint, so resuming ends exactly like the straight run."""
+    config = short_config(
+        tmp_path,
+        num_envs=2,
+        total_steps=1_800,
+        checkpoint_every=600,
+        learning_starts=300,
+        prioritized=True,
+        dueling=True,
+        double_dqn=True,
+    )
+    straight = train(config, quiet=True).run_dir
+    with safe_open(str(sorted((straight / "checkpoints").iterdir())[0]), framework="pt") as f:
+        replay_meta = json.loads(f.metadata()["dqnkit.checkpoint"])["replay"]
+    assert replay_meta["kind"] == "prioritized"
+    assert replay_meta["max_priority"] > 1.0  # priorities were written back from TD errors
+    copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
+    train(config, resume=copy, quiet=True)
+    assert comparable_metrics(copy) == comparable_metrics(straight)
+    assert weights_of(copy) == weights_of(straight)
+    assert "value.weight" in weights_of(straight)  # the dueling head was trained and saved
+    uniform = train(dataclasses.replace(config, prioritized=False), quiet=True).run_dir
+    assert weights_of(uniform) != weights_of(straight)
