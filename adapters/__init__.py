@@ -20,12 +20,13 @@ if TYPE_CHECKING:
     from dqnkit.adapters.config import PRESETS, TrainConfig, config_for
     from dqnkit.adapters.errors import CommandError
     from dqnkit.adapters.evaluation import EvalResult
-    from dqnkit.adapters.train import TrainResult, train
+    from dqnkit.adapters.train import Progress, TrainResult, train
 
 __all__ = [
     "PRESETS",
     "CommandError",
     "EvalResult",
+    "Progress",
     "TrainConfig",
     "TrainResult",
     "config_for",
@@ -39,6 +40,7 @@ _HOMES = {
     "config_for": "config",
     "CommandError": "errors",
     "EvalResult": "evaluation",
+    "Progress": "train",
     "TrainResult": "train",
     "train": "train",
 }

@@ -463,3 +463,34 @@ def test_a_full_disk_during_export_is_a_one_line_error_and_leaves_nothing(
         == f"dqnkit: error: cannot write the export to {out}: [Errno 27] File too large\n"
     )
     assert not out.exists()  # created by this export, so removed with its staging folder
+
+
+def test_resume_never_imports_the_module_named_in_config_json(
+    probe: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """A run directory someone sent: its config.json names a module. Resuming it refuses
+    before any environment is made; typing the id on the command line is the opt-in."""
+    from dqnkit.adapters.config import config_for
+    from dqnkit.adapters.train import train
+
+    finished = train(
+        config_for(
+            "CartPole-v1",
+            total_steps=400,
+            learning_starts=100,
+            checkpoint_every=200,
+            eval_every=0,
+            final_eval_episodes=1,
+            out=str(tmp_path / "runs"),
+        ),
+        quiet=True,
+    )
+    config_file = finished.run_dir / "config.json"
+    config = json.loads(config_file.read_text())
+    config["env_id"] = f"{PROBE}:CartPole-v1"
+    config_file.write_text(json.dumps(config))
+    code, _, err = run(capsys, "train", "--resume", str(finished.run_dir))
+    assert code == 2, err
+    assert f"names the Python module {PROBE!r}" in err
+    assert not probe.exists()
+    assert PROBE not in sys.modules
