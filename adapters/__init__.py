@@ -9,7 +9,9 @@ Python API::
     print(evaluate(result.run_dir, episodes=100).mean_return)
 
 Names are imported on first use, so that ``dqnkit --help`` and ``dqnkit play x.onnx`` (which
-import parts of this package) never pay for, or need, torch.
+import parts of this package) never pay for, or need, torch. (That is why the loop lives in
+``training.py``: a submodule named ``train`` would replace the function ``train`` here once
+imported.)
 """
 
 from importlib import import_module
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from dqnkit.adapters.config import PRESETS, TrainConfig, config_for
     from dqnkit.adapters.errors import CommandError
     from dqnkit.adapters.evaluation import EvalResult
-    from dqnkit.adapters.train import Progress, TrainResult, train
+    from dqnkit.adapters.training import Progress, TrainResult, train
 
 __all__ = [
     "PRESETS",
@@ -40,9 +42,9 @@ _HOMES = {
     "config_for": "config",
     "CommandError": "errors",
     "EvalResult": "evaluation",
-    "Progress": "train",
-    "TrainResult": "train",
-    "train": "train",
+    "Progress": "training",
+    "TrainResult": "training",
+    "train": "training",
 }
 
 

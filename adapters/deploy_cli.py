@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import gymnasium as gym
     import numpy as np
 
+    from dqnkit.export.contract import PolicySpec
+
 __all__ = [
     "add_export_parser",
     "add_play_parser",
@@ -256,42 +258,27 @@ def play_command(args: argparse.Namespace) -> int:
     path = Path(args.artifact)
     act, metadata = load_artifact(path, trust_pickle=args.trust_pickle)
     # The same episodes as `dqnkit evaluate --seed` runs for the weights the artifact came from.
-    return run_and_report(
-        act,
-        args,
-        env_id=args.env or metadata.env_id,
-        preprocessing=metadata.preprocessing,
-        obs_shape=metadata.obs_shape,
-        n_actions=metadata.n_actions,
-        policy=path,
-    )
+    return run_and_report(act, args, spec=metadata.spec, policy=path)
 
 
-def run_and_report(
-    act: ActFn,
-    args: argparse.Namespace,
-    *,
-    env_id: str,
-    preprocessing: dict[str, Any] | None,
-    obs_shape: tuple[int, ...],
-    n_actions: int,
-    policy: Path,
-) -> int:
-    """What ``evaluate`` and ``play`` share: the checked environments, the episodes (watched
-    or recorded as asked, with a progress bar), and one report format."""
+def run_and_report(act: ActFn, args: argparse.Namespace, *, spec: PolicySpec, policy: Path) -> int:
+    """What ``evaluate`` and ``play`` share: the environments, checked against the policy's
+    contract ``spec``, the episodes (watched or recorded as asked, with a progress bar), and
+    one report format."""
     from dqnkit.adapters.envs import policy_env_factory
     from dqnkit.adapters.evaluation import report_result, run_episodes
     from dqnkit.adapters.progress import progress
 
+    env_id = args.env or spec.env_id
     watch = watch_from_args(args)
-    watch.check(pixels=preprocessing is not None)
+    watch.check(pixels=spec.preprocessing is not None)
 
     def factory(render_mode: str | None = None) -> Any:
         return policy_env_factory(
             env_id,
-            preprocessing,
-            obs_shape=obs_shape,
-            n_actions=n_actions,
+            spec.preprocessing,
+            obs_shape=spec.obs_shape,
+            n_actions=spec.n_actions,
             allow_import=args.env is not None,  # only an id the user typed may import
             render_mode=render_mode,
         )

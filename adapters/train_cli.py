@@ -125,7 +125,7 @@ def _train_command(args: argparse.Namespace) -> int:
         if args.show_config:
             print(_resume_config(Path(args.resume)), end="")
             return 0
-        from dqnkit.adapters.train import train
+        from dqnkit.adapters.training import train
 
         result = train(TrainConfig(env_id=args.env_id or ""), resume=args.resume, quiet=args.quiet)
     else:
@@ -135,7 +135,7 @@ def _train_command(args: argparse.Namespace) -> int:
 
             print(to_toml(config), end="")
             return 0
-        from dqnkit.adapters.train import train
+        from dqnkit.adapters.training import train
 
         result = train(config, quiet=args.quiet)
     return _report_training(result)
@@ -216,15 +216,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         network, spec = load_weights(path)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    return deploy_cli.run_and_report(
-        greedy_act(network),
-        args,
-        env_id=args.env or spec.env_id,
-        preprocessing=spec.preprocessing,
-        obs_shape=spec.obs_shape,
-        n_actions=spec.n_actions,
-        policy=path,
-    )
+    return deploy_cli.run_and_report(greedy_act(network), args, spec=spec, policy=path)
 
 
 def _option_type(annotation: Any) -> tuple[Any, list[str] | None]:

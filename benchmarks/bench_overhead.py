@@ -25,7 +25,7 @@ import torch
 from dqnkit.adapters import config_for, train
 from dqnkit.core import QNetwork
 
-train_module = importlib.import_module("dqnkit.adapters.train")
+train_module = importlib.import_module("dqnkit.adapters.training")
 
 HIDDEN = (256, 256)
 

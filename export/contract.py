@@ -37,6 +37,7 @@ __all__ = [
     "ONNX_METADATA_KEY",
     "PolicyMetadata",
     "PolicySpec",
+    "check_version",
     "decode_bounds",
     "load_versioned_json",
 ]
@@ -93,7 +94,12 @@ class PolicySpec:
     @classmethod
     def from_json(cls, text: str) -> "PolicySpec":
         """Parses and checks a weights file's JSON; ValueError naming the first bad field."""
-        data = load_versioned_json(text, key="format_version", version=FORMAT_VERSION)
+        return cls.from_document(load_versioned_json(text, key="format_version", version=None))
+
+    @classmethod
+    def from_document(cls, data: Any) -> "PolicySpec":
+        """Checks a weights file's parsed JSON: its version, its keys, then every field."""
+        data = check_version(data, key="format_version", version=FORMAT_VERSION)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -256,14 +262,23 @@ def _check_fields(values: dict[str, Any]) -> None:
         raise bad("preprocessing", "is not an object")
 
 
-def load_versioned_json(text: str, *, key: str, version: int) -> dict[str, Any]:
-    """A JSON object whose ``key`` must equal ``version``; ValueError otherwise."""
+def load_versioned_json(text: str, *, key: str, version: int | None) -> dict[str, Any]:
+    """A JSON object whose ``key`` must equal ``version`` (any, when None); ValueError if not."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError) as error:
         raise ValueError(f"dqnkit metadata is not JSON: {error}") from error
     except RecursionError:  # nesting deeper than the parser's stack
         raise ValueError("dqnkit metadata is not JSON: nested too deeply") from None
+    if version is None:
+        if not isinstance(data, dict):
+            raise ValueError("dqnkit metadata is not a JSON object")
+        return data
+    return check_version(data, key=key, version=version)
+
+
+def check_version(data: Any, *, key: str, version: int) -> dict[str, Any]:
+    """``data`` when it is a JSON object whose ``key`` equals ``version``; ValueError if not."""
     if not isinstance(data, dict):
         raise ValueError("dqnkit metadata is not a JSON object")
     if data.get(key) != version:

@@ -19,6 +19,7 @@ from torch import nn
 from dqnkit.export import artifacts
 from dqnkit.export.artifacts import FORMATS, SUFFIXES, Format, rewrite_contract, runner
 from dqnkit.export.contract import ARTIFACT_VERSION
+from dqnkit.export.files import fsync_dir, fsync_file
 from dqnkit.export.graph import INPUT_NAME, OUTPUT_NAMES, PolicyGraph
 from dqnkit.export.parity import Check, ParityError, check_runner, sample_observations
 from dqnkit.export.weights import PolicySpec, load_weights
@@ -111,19 +112,17 @@ def export_policy(
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         (staging / "unchecked").mkdir()
+
+        def check(fmt: Format, path: Path) -> list[Check]:
+            # trust_pickle: this process wrote the file a moment ago, in its own folder.
+            run = runner(fmt, path, trust_pickle=True)
+            return check_runner(run, graph, sets, batch_sizes=batch_sizes, atol=atol, rtol=rtol)
+
         checks: dict[Format, list[Check]] = {}
         for fmt in chosen:
             path = staging / "unchecked" / f"{stem}{SUFFIXES[fmt]}"
             artifacts.write_artifact(fmt, graph, example, path, json.dumps(base, allow_nan=False))
-            checks[fmt] = check_runner(
-                # trust_pickle: this process wrote the file a moment ago, in its own folder.
-                runner(fmt, path, trust_pickle=True),
-                graph,
-                sets,
-                batch_sizes=batch_sizes,
-                atol=atol,
-                rtol=rtol,
-            )
+            checks[fmt] = check(fmt, path)
         _raise_on_failure(checks, atol=atol, rtol=rtol)
         # The parity figures go inside each artifact; the files that get them are checked again
         # so that the file shipped is a file checked.
@@ -132,14 +131,7 @@ def export_policy(
             contract = json.dumps({**base, "parity": parity}, allow_nan=False)
             final = staging / f"{stem}{SUFFIXES[fmt]}"
             rewrite_contract(fmt, staging / "unchecked" / final.name, final, contract)
-            again = check_runner(
-                runner(fmt, final, trust_pickle=True),
-                graph,
-                sets,
-                batch_sizes=batch_sizes,
-                atol=atol,
-                rtol=rtol,
-            )
+            again = check(fmt, final)
             if again != checks[fmt]:
                 raise ParityError(
                     f"{fmt}: the file with metadata gives figures different from the file "
@@ -165,19 +157,11 @@ def export_policy(
         }
         report_name = f"{stem}.export.json"
         (staging / report_name).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-        files = {}
-        for fmt in chosen:
-            name = f"{stem}{SUFFIXES[fmt]}"
-            _fsync(staging / name)
+        for name in [f"{stem}{SUFFIXES[fmt]}" for fmt in chosen] + [report_name]:
+            fsync_file(staging / name)
             os.replace(staging / name, out / name)
-            files[fmt] = out / name
-        _fsync(staging / report_name)
-        os.replace(staging / report_name, out / report_name)
-        dir_fd = os.open(out, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(out)
+        files = {fmt: out / f"{stem}{SUFFIXES[fmt]}" for fmt in chosen}
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
@@ -286,8 +270,3 @@ def _remove_abandoned_staging(out: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except PermissionError:  # alive, another user's
             continue
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())

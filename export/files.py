@@ -1,8 +1,8 @@
 """Files that a crash leaves either old or new, never half written, and safetensors with JSON.
 
 - :func:`atomic_write`: a temporary file beside the target, fsynced, renamed over it, and the
-  folder fsynced; :func:`fsync_dir` is that last step alone, for callers that rename files
-  themselves (a staging folder moved into place).
+  folder fsynced; :func:`fsync_file` and :func:`fsync_dir` are those steps alone, for callers
+  that rename files themselves (the exporter's staging folder moved into place).
 - :func:`remove_stale_temporaries`: the ``.NAME.*.tmp`` files a killed writer left behind.
 - :func:`write_safetensors` / :func:`read_safetensors`: tensors plus one JSON document under a
   named metadata key. Nothing is pickled either way, so reading a received file runs no code.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported where used: this module is torch-free until a tens
 __all__ = [
     "atomic_write",
     "fsync_dir",
+    "fsync_file",
     "read_safetensors",
     "remove_stale_temporaries",
     "write_safetensors",
@@ -45,13 +46,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     try:
         write(tmp)
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flushes a written file's contents to disk (before renaming it into place)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:

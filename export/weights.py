@@ -7,19 +7,18 @@ the file does not hold: the architecture the metadata names is built on the meta
 its tensor shapes compared with the file's before a real network is made.
 """
 
+import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from dqnkit.core import ConvQNetwork, NatureQNetwork, QNetwork
 from dqnkit.export.contract import FORMAT_VERSION, PolicySpec
-from dqnkit.export.files import atomic_write
+from dqnkit.export.files import read_safetensors, write_safetensors
 
 __all__ = [
     "FORMAT_VERSION",
@@ -97,9 +96,7 @@ def build_network(spec: PolicySpec) -> nn.Module:
 
 def save_weights(path: str | os.PathLike[str], network: nn.Module, spec: PolicySpec) -> None:
     """Writes ``network``'s state and ``spec`` to ``path`` atomically (safetensors)."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    metadata = {_METADATA_KEY: spec.to_json()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_safetensors(path, network.state_dict(), _METADATA_KEY, json.loads(spec.to_json()))
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[nn.Module, PolicySpec]:
@@ -111,30 +108,18 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[nn.Module, PolicySpec]:
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"{file}: no such weights file")
+    tensors, document = read_safetensors(file, _METADATA_KEY)
     try:
-        with safe_open(str(file), framework="pt") as f:
-            text = (f.metadata() or {}).get(_METADATA_KEY)
-            if text is None:
-                raise ValueError(f"{file}: a safetensors file without dqnkit policy metadata")
-            spec = _spec_from(file, text)
-            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
-            _check_shapes(file, spec, shapes)
-            tensors = {name: f.get_tensor(name) for name in shapes}
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{file}: not a readable safetensors file ({error})") from error
+        spec = PolicySpec.from_document(document)
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from error
+    _check_shapes(file, spec, {name: tuple(t.shape) for name, t in tensors.items()})
     network = spec.build_network()
     try:
         network.load_state_dict(tensors)
     except RuntimeError as error:
         raise ValueError(f"{file}: tensors do not match {spec.network}: {error}") from error
     return network.eval(), spec
-
-
-def _spec_from(file: Path, text: str) -> PolicySpec:
-    try:
-        return PolicySpec.from_json(text)
-    except ValueError as error:
-        raise ValueError(f"{file}: {error}") from error
 
 
 def _check_shapes(file: Path, spec: PolicySpec, shapes: dict[str, tuple[int, ...]]) -> None:

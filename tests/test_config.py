@@ -9,7 +9,7 @@ import pytest
 from dqnkit.adapters import PRESETS, CommandError, TrainConfig, config_for
 from dqnkit.adapters.evaluation import EvalResult
 from dqnkit.adapters.loop_state import LoopState
-from dqnkit.adapters.train import _crossings, _periodic_evaluation
+from dqnkit.adapters.training import _crossings, _periodic_evaluation
 
 
 def test_every_field_is_documented_for_the_cli() -> None:

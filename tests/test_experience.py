@@ -25,7 +25,7 @@ def test_vector_observations_use_the_plain_buffer_and_images_the_frame_sharing_o
 
 
 def test_frames_come_back_as_the_transitions_the_loop_recorded() -> None:
-    """Two environments driven the way adapters/train.py drives them: start, then per step
+    """Two environments driven the way adapters/training.py drives them: start, then per step
     ``add`` for all and ``start`` for those whose episode ended, sampled at odd moments (which
     writes what is staged). Env 0 terminates at its 3rd step; env 1 is truncated at its 2nd and
     4th."""

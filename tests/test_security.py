@@ -471,7 +471,7 @@ def test_resume_never_imports_the_module_named_in_config_json(
     """A run directory someone sent: its config.json names a module. Resuming it refuses
     before any environment is made; typing the id on the command line is the opt-in."""
     from dqnkit.adapters.config import config_for
-    from dqnkit.adapters.train import train
+    from dqnkit.adapters.training import train
 
     finished = train(
         config_for(

@@ -423,7 +423,7 @@ def test_ctrl_c_during_start_up_or_the_final_evaluation_is_an_interrupt_not_a_tr
     assert result.steps == 0
     assert (result.run_dir / "checkpoints" / "step-0000000000.safetensors").is_file()
 
-    train_module = importlib.import_module("dqnkit.adapters.train")
+    train_module = importlib.import_module("dqnkit.adapters.training")
     real = train_module.evaluate_policy
 
     def interrupted_final(*args: Any, **kwargs: Any) -> Any:

@@ -81,7 +81,7 @@ def test_refuses_missing_garbage_and_foreign_files(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(1)}, str(tmp_path / "foreign.safetensors"))
-    with pytest.raises(ValueError, match="without dqnkit policy metadata"):
+    with pytest.raises(ValueError, match=r"a safetensors file without 'dqnkit\.policy' metadata"):
         load_weights(tmp_path / "foreign.safetensors")
 
 
