@@ -379,7 +379,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (4x cheaper updates) and half the updates in phases of 32 every 128 steps (10 of 10, fewer
     # steps to solve). Phases of 16 every 64 steps solved only 5 of 10: the target network then
     # trails the online one by too few updates. Training stops once a greedy evaluation returns
-    # 500 in 20 of 20 episodes, checked every 1000 steps when training returns average >= 400.
+    # 500 in 20 of 20 episodes, checked every 1000 steps once a greedy probe episode returns >= 400.
     "CartPole-v1": {
         "total_steps": 50_000,
         "learning_rate": 2.3e-3,
