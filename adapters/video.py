@@ -9,6 +9,7 @@ never sits in memory.
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,16 +21,21 @@ if TYPE_CHECKING:  # the parsers import this module: gymnasium only when recordi
 __all__ = ["Watch", "add_watch_options", "watch_from_args"]
 
 
+@dataclass(frozen=True)
 class Watch:
-    """Where the first environment's episodes go: a window, or video/GIF files, or nowhere."""
+    """Where the first environment's episodes go: a window, or video/GIF files, or nowhere.
 
-    def __init__(
-        self, *, render: bool, video: Path | None, gif: Path | None, episodes: int
-    ) -> None:
-        self.render = render
-        self.video = video
-        self.gif = gif
-        self.episodes = episodes
+    Attributes:
+      render: a window (``render_mode="human"``).
+      video: an MP4 file to write, or None.
+      gif: a GIF file to write (half size, every other frame), or None.
+      episodes: how many of the first environment's episodes the files hold.
+    """
+
+    render: bool
+    video: Path | None
+    gif: Path | None
+    episodes: int
 
     @property
     def active(self) -> bool:
