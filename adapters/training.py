@@ -12,6 +12,7 @@ import json
 import math
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -137,8 +138,9 @@ def _train(
     parts = _Parts(run, on_checkpoint)  # envs, networks, replay, generators, loop state
     state = parts.state
     _say(quiet, f"run directory: {run.run_dir}\nconfig: {run.run_dir / rundir.CONFIG_FILE}")
-    bar = tqdm(total=config.total_steps, initial=state.step, disable=quiet, unit="step",
-               dynamic_ncols=True, desc=config.env_id)  # fmt: skip
+    # No bar in a redirected log: its redraws would be noise there (the messages still print).
+    bar = tqdm(total=config.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
+               disable=quiet or not sys.stderr.isatty(), desc=config.env_id)  # fmt: skip
     try:
         while state.step < config.total_steps and state.solved_at is None and not stop():
             before = state.step
