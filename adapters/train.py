@@ -10,7 +10,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +51,7 @@ from dqnkit.core import (
 )
 from dqnkit.export.weights import PolicySpec, bounds_to_json, network_config, save_weights
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["Progress", "TrainResult", "train"]
 
 # Seeds of the evaluation environments are offset from the training seed so that evaluation
 # never replays the training episodes' initial states.
@@ -69,8 +69,26 @@ class TrainResult:
     interrupted: bool = False
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What ``on_checkpoint`` is told right after each checkpoint is written."""
+
+    run_dir: Path
+    step: int  # environment steps so far
+    checkpoint: Path  # the checkpoint file just written
+    episodes: int
+    recent_return: float | None  # mean return of the last 100 training episodes
+    eval_return: float | None  # mean of the latest periodic greedy evaluation
+    wall_seconds: float
+    final: bool  # True for the checkpoint written when the loop ends
+
+
 def train(
-    config: TrainConfig, *, resume: str | Path | None = None, quiet: bool = False
+    config: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    on_checkpoint: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     """Trains a DQN as ``config`` says, or continues the run in ``resume`` exactly.
 
@@ -95,7 +113,7 @@ def train(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, checkpoint, run_dir, device, quiet)
+        return _train(config, checkpoint, run_dir, device, quiet, on_checkpoint)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -106,6 +124,7 @@ def _train(
     run_dir: Path | None,
     device: torch.device,
     quiet: bool,
+    on_checkpoint: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     # --- environment ---------------------------------------------------------------------
     preprocessing = config.preprocessing()
@@ -176,10 +195,10 @@ def _train(
             preprocessing=preprocessing,
         )
 
-    def write_checkpoint() -> None:
+    def write_checkpoint(final: bool = False) -> None:
         memory.flush()
         loop["last_loss"] = last_loss
-        save_checkpoint(
+        path = save_checkpoint(
             run_dir / rundir.CHECKPOINT_DIR,
             loop["step"],
             online=online,
@@ -188,6 +207,21 @@ def _train(
             state=Checkpoint(memory.state, generators, loop),
         )
         metrics.write_csv(run_dir / rundir.METRICS_FILE)
+        if on_checkpoint is not None:
+            recent = [r["episode_return"] for r in metrics.rows[-100:]]
+            evals = loop["evaluations"]
+            on_checkpoint(
+                Progress(
+                    run_dir,
+                    loop["step"],
+                    path,
+                    loop["episodes"],
+                    sum(recent) / len(recent) if recent else None,
+                    evals[-1][1] if evals else None,
+                    time.perf_counter() - start_time,
+                    final,
+                )
+            )
 
     with _stop_on_sigint() as interrupted:
         while loop["step"] < config.total_steps and not loop["stopped"] and not interrupted():
@@ -283,7 +317,7 @@ def _train(
     bar.close()
     envs.close()
 
-    write_checkpoint()
+    write_checkpoint(final=True)
     pixels = ", from pixels" if config.pixels else ""
     metrics.write_plot(run_dir / rundir.PLOT_FILE, f"{config.env_id} (seed {config.seed}{pixels})")
     metrics.close()
