@@ -287,8 +287,9 @@ def plan_configurations(spec: SweepSpec) -> list[dict[str, Any]]:
         raise CommandError(f"--seeds must be non-negative integers, got {spec.seeds}")
     fields = sweepable_fields()
     grid: dict[str, GridValue] = {}
-    for name, values in spec.grid.items():
+    for name, given in spec.grid.items():
         _check_name(name, fields)
+        values: Any = given  # from Python callers: anything; checked here
         if isinstance(values, Range):
             if fields[name] not in (int, float):
                 raise CommandError(f"--grid {name}: ranges are for int and float fields only")
@@ -525,7 +526,7 @@ def _restore_run_dir(checkpoint_dir: Path, root: Path) -> Path:
     """Rebuilds a trial's run directory from its Tune checkpoint (Tune's copy wins over
     whatever the lost worker left behind); returns the run directory to resume."""
     info = json.loads((checkpoint_dir / TRIAL_FILE).read_text())
-    run_dir = root / info["run_name"]
+    run_dir = root / str(info["run_name"])
     if run_dir.exists():
         shutil.rmtree(run_dir / rundir.CHECKPOINT_DIR, ignore_errors=True)
         for stale in (rundir.POLICY_FILE, "evaluation.json"):
@@ -740,7 +741,7 @@ def _run_config(
 def _progress_printer(tune: Any) -> Any:
     """A Tune callback printing one line when a trial finishes, stops early, fails or restarts."""
 
-    class Printer(tune.Callback):  # type: ignore[misc, name-defined]
+    class Printer(tune.Callback):  # type: ignore[misc]
         def on_trial_complete(
             self, iteration: int, trials: list[Any], trial: Any, **_: Any
         ) -> None:

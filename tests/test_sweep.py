@@ -112,7 +112,7 @@ def test_parse_grid_converts_to_the_field_types():
     assert grid["batch_size"] == (32, 64)
     assert grid["gamma"] == Range(0.9, 0.999, log=False)
     assert grid["tau"] == Range(1e-3, 1.0, log=True)
-    assert all(isinstance(v, int) for v in grid["batch_size"])  # type: ignore[union-attr]
+    assert all(isinstance(v, int) for v in grid["batch_size"])
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,10 @@ def test_grid_is_the_product_in_order():
 
 
 def test_random_search_draws_distinct_configurations_in_range_repeatably():
-    grid = {"learning_rate": Range(1e-4, 1e-2, log=True), "batch_size": (32, 64, 128)}
+    grid: dict[str, Any] = {
+        "learning_rate": Range(1e-4, 1e-2, log=True),
+        "batch_size": (32, 64, 128),
+    }
     spec = SweepSpec("CartPole-v1", (0,), grid, search="random", samples=6, search_seed=3)
     first, again = plan_configurations(spec), plan_configurations(spec)
     assert first == again
@@ -398,7 +401,7 @@ class KillAfterFirstCheckpoint:
     has registered the trial's first checkpoint: the worker is then blocked in tune.report."""
 
     def __new__(cls, tune: Any) -> Any:
-        class Killer(tune.Callback):  # type: ignore[misc, name-defined]
+        class Killer(tune.Callback):  # type: ignore[misc]
             def __init__(self) -> None:
                 self.killed: list[int] = []
                 self.recovered = 0
