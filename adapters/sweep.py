@@ -660,7 +660,9 @@ def run_sweep(
                 scheduler=_scheduler(tune, spec, configurations),
                 trial_name_creator=_trial_dirname,
                 trial_dirname_creator=_trial_dirname,
-                max_concurrent_trials=None,
+                # A finished trial's worker runs the next one: no new process importing torch
+                # (each run is a pure function of its config and seed, so nothing carries over).
+                reuse_actors=True,
             ),
             run_config=_run_config(tune, spec, sweep_dir, quiet, callbacks),
         )
