@@ -462,10 +462,14 @@ def _import_ray() -> tuple[Any, Any]:
 
 def check_address(address: str) -> None:
     """A one-line error, before anything starts, when nothing answers at a Ray address."""
-    if address in ("auto", "local"):
+    if address == "auto":
         return  # Ray finds the local cluster itself (and says when there is none)
-    target = address.removeprefix("ray://")
-    host, sep, port_text = target.rpartition(":")
+    if "://" in address:
+        raise CommandError(
+            f"--address {address}: Ray Client addresses are not supported; run dqnkit sweep on "
+            "a machine of the cluster with --address HEAD_IP:6379 (or auto)"
+        )
+    host, sep, port_text = address.rpartition(":")
     if not sep or not host or not port_text.isdigit():
         raise CommandError(
             f"--address {address!r}: expected HOST:PORT (the address `ray start --head` prints)"
@@ -475,6 +479,12 @@ def check_address(address: str) -> None:
             pass
     except OSError as error:
         raise CommandError(f"--address {address}: no Ray cluster answers there ({error})") from None
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 @contextmanager
@@ -489,7 +499,7 @@ def _ray_running(ray: Any, address: str | None) -> Iterator[None]:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
             ray.init(
-                num_cpus=len(os.sched_getaffinity(0)),
+                num_cpus=_usable_cpus(),
                 include_dashboard=False,
                 logging_level="WARNING",
                 log_to_driver=False,
@@ -634,15 +644,15 @@ def run_sweep(
     if address is not None:
         check_address(address)
     storage = Path(out).resolve()
-    sweep_dir = _new_sweep_dir(storage, spec.env_id)
-    plan = {
-        "spec": _spec_to_json(spec),
-        "configurations": configurations,
-        "runs": str(sweep_dir / RUNS_DIR),
-    }
-    (sweep_dir / SWEEP_FILE).write_text(json.dumps(plan, indent=2) + "\n")
     started = time.perf_counter()
     with _ray_running(ray, address):
+        sweep_dir = _new_sweep_dir(storage, spec.env_id)  # once Ray is there, not before
+        plan = {
+            "spec": _spec_to_json(spec),
+            "configurations": configurations,
+            "runs": str(sweep_dir / RUNS_DIR),
+        }
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps(plan, indent=2) + "\n")
         trainable = tune.with_resources(_run_trial, {"cpu": spec.cpus_per_trial})
         sweep_params = {
             "env_id": spec.env_id,

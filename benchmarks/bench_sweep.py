@@ -22,11 +22,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from dqnkit.adapters import evaluate, train
 from dqnkit.adapters.config import config_for
 from dqnkit.adapters.sweep import SweepSpec, parse_grid, parse_seeds, run_sweep
+
+
+def _one_thread() -> None:
+    # What Ray gives a 1-CPU worker (OMP_NUM_THREADS=1): train() sets its own threads, but the
+    # greedy evaluation after it would otherwise use torch's default (every core) in each of
+    # the two processes.
+    torch.set_num_threads(1)
 
 
 def _one_training(job: tuple[str, dict[str, Any], int, str, int]) -> str:
@@ -43,7 +51,7 @@ def pool_arm(
     with tempfile.TemporaryDirectory() as out:
         jobs = [(env_id, overrides, s, out, episodes) for s in seeds]
         start = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(2) as pool:
+        with multiprocessing.get_context("spawn").Pool(2, initializer=_one_thread) as pool:
             run_dirs = pool.map(_one_training, jobs, chunksize=1)
         wall = time.perf_counter() - start
         weights = {
@@ -82,7 +90,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-3")
     parser.add_argument("--grid", action="append", default=[], help="fixed overrides, NAME=VALUE")
     parser.add_argument("--table-episodes", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

@@ -245,6 +245,11 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
         (["CartPole-v1", "--seeds", "0", "--metric", "train/mean_return"], "add --asha"),
         (["--resume", "somewhere", "--seeds", "0"], "drop --seeds"),
         (["--resume", "nowhere"], "not a sweep directory"),
+        (
+            ["CartPole-v1", "--seeds", "0", "--address", "ray://head:10001"],
+            "Ray Client addresses are not supported",
+        ),
+        (["CartPole-v1", "--seeds", "0", "--address", "head"], "expected HOST:PORT"),
     ],
 )
 def test_cli_rejects(capsys, tmp_path, args, message):
@@ -396,37 +401,43 @@ def test_sweep_of_two_configurations_and_two_seeds(local_ray, references, tmp_pa
     assert again.configurations == result.configurations
 
 
-class KillAfterFirstCheckpoint:
-    """A Tune callback (in this process) that SIGKILLs a trial's worker once, right after Tune
-    has registered the trial's first checkpoint: the worker is then blocked in tune.report."""
+def kill_after_first_checkpoint(tune: Any, marker: Path) -> Any:
+    """A Tune callback (run in this process) that SIGKILLs a trial's worker right after Tune has
+    registered the trial's first checkpoint, when the worker is blocked in ``tune.report``.
+    It kills once: ``marker`` records that it did (Tune pickles callbacks with the sweep, so a
+    resumed sweep gets a fresh copy of this object)."""
 
-    def __new__(cls, tune: Any) -> Any:
-        class Killer(tune.Callback):  # type: ignore[misc]
-            def __init__(self) -> None:
-                self.killed: list[int] = []
-                self.recovered = 0
+    class Killer(tune.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.killed: list[int] = []
+            self.recovered = 0
 
-            def on_trial_save(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
-                if not self.killed:
-                    pid = int(trial.last_result["pid"])
-                    self.killed.append(pid)
-                    os.kill(pid, signal.SIGKILL)
+        def on_trial_save(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            if not marker.exists():
+                marker.touch()
+                pid = int(trial.last_result["pid"])
+                self.killed.append(pid)
+                os.kill(pid, signal.SIGKILL)
 
-            def on_trial_recover(
-                self, iteration: int, trials: Any, trial: Any, **info: Any
-            ) -> None:
-                self.recovered += 1
+        def on_trial_recover(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            self.recovered += 1
 
-        return Killer()
+    return Killer()
+
+
+def reported(sweep_dir: Path, label: str) -> list[dict[str, str]]:
+    """Tune's record of what a trial reported (progress.csv), in order."""
+    (progress,) = sweep_dir.glob(f"{label}-*/progress.csv")
+    with open(progress) as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
 def test_a_killed_trial_resumes_exactly(local_ray, references, tmp_path):
     tune: Any = importlib.import_module("ray.tune")
-    killer = KillAfterFirstCheckpoint(tune)
-    spec = SweepSpec(
-        "CartPole-v1", (1,), {**TINY, "learning_rate": (GOOD_LR,)}, table_episodes=TABLE_EPISODES
-    )
+    killer = kill_after_first_checkpoint(tune, tmp_path / "killed")
+    grid = {**TINY, "learning_rate": (GOOD_LR,)}
+    spec = SweepSpec("CartPole-v1", (1,), grid, table_episodes=TABLE_EPISODES)
     result = run_sweep(spec, out=tmp_path, quiet=True, callbacks=[killer])
 
     assert len(killer.killed) == 1
@@ -437,11 +448,36 @@ def test_a_killed_trial_resumes_exactly(local_ray, references, tmp_path):
     reference = references(GOOD_LR, 1)
     assert_same_run(Path(trial["run_dir"]), reference)
     assert trial["greedy_mean"] == evaluate(reference, episodes=TABLE_EPISODES).mean_return
-    progress = tmp_path.glob("*/c0-s1-*/progress.csv")
-    with open(next(progress)) as f:
-        rows = list(csv.DictReader(f))
-    assert killer.killed[0] != int(rows[-1]["pid"])  # the end came from another worker
-    assert [int(r["step"]) for r in rows][:1] == [500]  # killed after the step-500 checkpoint
+    rows = reported(result.sweep_dir, "c0-s1")
+    assert int(rows[0]["pid"]) == killer.killed[0]
+    assert {int(r["pid"]) for r in rows[1:]} != {killer.killed[0]}  # the rest: a new worker
+    # Continued from the step-500 checkpoint, not started again: no second report at 500.
+    assert [int(r["step"]) for r in rows] == [500, 1_000, 1_500, 2_000, 2_000]
+
+
+@pytest.mark.slow
+def test_resume_continues_a_failed_trial_exactly(local_ray, references, tmp_path, capsys):
+    tune: Any = importlib.import_module("ray.tune")
+    grid = {**TINY, "learning_rate": (GOOD_LR,)}
+    spec = SweepSpec("CartPole-v1", (0,), grid, max_failures=0, table_episodes=TABLE_EPISODES)
+    killer = kill_after_first_checkpoint(tune, tmp_path / "killed")
+    first = run_sweep(spec, out=tmp_path, quiet=True, callbacks=[killer])
+    assert [t["status"] for t in first.trials] == ["failed"]
+    assert first.configurations[0]["failed"] == 1
+
+    assert main(["sweep", "--resume", str(first.sweep_dir), "--quiet"]) == 0
+    assert "1/1" in capsys.readouterr().out  # the table: one of one trials finished
+    again = json.loads((first.sweep_dir / "results.json").read_text())
+    (trial,) = again["trials"]
+    assert trial["status"] == "finished"
+    assert_same_run(Path(trial["run_dir"]), references(GOOD_LR, 0))
+    assert [int(r["step"]) for r in reported(first.sweep_dir, "c0-s0")] == [
+        500,
+        1_000,
+        1_500,
+        2_000,
+        2_000,
+    ]
 
 
 @pytest.mark.slow
