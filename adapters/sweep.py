@@ -449,6 +449,12 @@ def _import_ray() -> tuple[Any, Any]:
     # one line per trial are ours), and no warning about frequent experiment snapshots.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # `ray start` turns on token authentication (the token in ~/.ray/auth_token), as a local
+    # ray.init does, but a driver attaching to a cluster sends its token only when
+    # RAY_AUTH_MODE=token, read when ray is imported: set it when a token is there and the user
+    # chose no mode.
+    if "RAY_AUTH_TOKEN" in os.environ or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         ray = importlib.import_module("ray")
         tune = importlib.import_module("ray.tune")
@@ -505,7 +511,10 @@ def _ray_running(ray: Any, address: str | None) -> Iterator[None]:
                 log_to_driver=False,
             )
     except ConnectionError as error:
-        raise CommandError(f"--address {address}: {error}") from None
+        raise CommandError(
+            f"--address {address}: {error} (a cluster with token authentication needs its "
+            "token here too: ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+        ) from None
     try:
         yield
     finally:
