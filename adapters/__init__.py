@@ -15,12 +15,13 @@ from dqnkit.adapters.config import PRESETS, TrainConfig, config_for
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
 from dqnkit.adapters.rundir import resolve_policy
-from dqnkit.adapters.train import EVAL_SEED_OFFSET, TrainResult, train
+from dqnkit.adapters.train import EVAL_SEED_OFFSET, Progress, TrainResult, train
 
 __all__ = [
     "PRESETS",
     "CommandError",
     "EvalResult",
+    "Progress",
     "TrainConfig",
     "TrainResult",
     "config_for",

@@ -1,81 +1,98 @@
 """Resumable checkpoints: every piece of state a run needs to continue bit for bit.
 
-One safetensors file per checkpoint holds the tensors (online and target networks, the
-optimizer's moments, the written replay rows, the generators' states); its metadata holds the
-rest as JSON (counters, replay cursor, environment snapshots, metrics so far). Nothing is
-pickled, so loading a checkpoint someone sent you cannot run code.
+One safetensors file per checkpoint (:func:`dqnkit.export.files.write_safetensors`) holds the
+tensors (online and target networks, Adam's moments, the written replay rows, the generators'
+states); its JSON metadata holds the rest: the :class:`LoopState` field by field, Adam's step
+count, the replay's counters. Nothing is pickled, so loading a checkpoint someone sent you
+cannot run code.
+
+Loading checks everything before anything is used (:func:`load_checkpoint`): every tensor
+present with its shape and dtype, the loop state's fields, and the replay's size against the
+rows the loop says it wrote. Rotation keeps the newest few and never the file just written.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from dqnkit.adapters.errors import CommandError
-from dqnkit.core import FrameReplayState, ReplayState, Transition, frame_replay, replay
-from dqnkit.export.files import atomic_write
+from dqnkit.adapters.experience import FrameMemory, Memory, PrioritizedMemory, restore_memory
+from dqnkit.adapters.loop_state import LoopState
+from dqnkit.adapters.optim import Adam
+from dqnkit.core import Transition
+from dqnkit.export.files import read_safetensors, write_safetensors
 
-__all__ = ["Checkpoint", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Restored",
+    "checkpoint_path",
+    "list_checkpoints",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
+FORMAT_VERSION = 2
 _KEY = "dqnkit.checkpoint"
-_KEEP = 3
+KEEP = 3
 
 
 @dataclass
-class Checkpoint:
-    """What :func:`save_checkpoint` writes besides the modules it is given."""
+class Restored:
+    """What :func:`load_checkpoint` returns besides what it restores in place."""
 
-    replay: ReplayState | FrameReplayState
-    generators: dict[str, torch.Generator]
-    loop: dict[str, Any]  # JSON-serialisable loop state: counters, env snapshots, metrics
+    memory: Memory
+    loop: LoopState
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
     return folder / f"step-{step:010d}.safetensors"
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    files = sorted(folder.glob("step-*.safetensors"))
-    return files[-1] if files else None
+def list_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder``, oldest first."""
+    return sorted(folder.glob("step-*.safetensors"))
 
 
 def save_checkpoint(
     folder: Path,
-    step: int,
     *,
     online: nn.Module,
     target: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: Checkpoint,
+    optimizer: Adam,
+    memory: Memory,
+    generators: dict[str, torch.Generator],
+    loop: LoopState,
 ) -> Path:
-    """Writes ``folder/step-N.safetensors`` atomically and keeps the newest few."""
+    """Writes ``folder/step-N.safetensors`` atomically and keeps the newest :data:`KEEP`.
+
+    Raises:
+      CommandError: the file cannot be written (disk full, read-only folder...).
+    """
     tensors: dict[str, torch.Tensor] = {}
     for prefix, module in (("online", online), ("target", target)):
         for name, value in module.state_dict().items():
             tensors[f"{prefix}/{name}"] = value
-    optim_state = optimizer.state_dict()
-    for index, param_state in optim_state["state"].items():
-        for name, value in param_state.items():
-            tensors[f"optim/{index}/{name}"] = torch.as_tensor(value)
-    replay_tensors, replay_meta = _replay_to_tensors(state.replay)
-    tensors.update(replay_tensors)
-    for name, generator in state.generators.items():
+    tensors.update({f"optim/{k}": v for k, v in optimizer.tensors().items()})
+    replay_tensors, replay_meta = memory.checkpoint()
+    tensors.update({f"replay/{k}": v for k, v in replay_tensors.items()})
+    for name, generator in generators.items():
         tensors[f"rng/{name}"] = generator.get_state()
-    meta = {
-        "loop": state.loop,
-        "optim_param_groups": optim_state["param_groups"],
+    document = {
+        "format_version": FORMAT_VERSION,
+        "loop": loop.to_json(),
+        "optim_steps": optimizer.steps,
         "replay": replay_meta,
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    path = checkpoint_path(folder, step)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={_KEY: json.dumps(meta)}))
-    for old in sorted(folder.glob("step-*.safetensors"))[:-_KEEP]:
-        old.unlink()
+    path = checkpoint_path(folder, loop.step)
+    try:
+        write_safetensors(path, tensors, _KEY, document)
+    except OSError as error:
+        raise CommandError(f"cannot write checkpoint {path}: {error.strerror or error}") from error
+    for old in list_checkpoints(folder)[:-KEEP]:
+        if old != path:
+            old.unlink(missing_ok=True)
     return path
 
 
@@ -84,83 +101,81 @@ def load_checkpoint(
     *,
     online: nn.Module,
     target: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     example: Transition,
     generators: dict[str, torch.Generator],
+    num_envs: int,
     device: torch.device,
-) -> Checkpoint:
-    """Restores the modules, optimizer and generators in place; returns the replay and loop.
+    priorities: dict[str, float] | None = None,
+) -> Restored:
+    """Checks the whole file, then restores the modules, optimizer and generators in place.
 
     Raises:
-      CommandError: the file is truncated, corrupted, or not a dqnkit checkpoint.
+      ValueError: the file is truncated, corrupted, inconsistent, or not a dqnkit checkpoint
+        (nothing has been restored then).
     """
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            text = (f.metadata() or {}).get(_KEY)
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
-        if text is None:
-            raise ValueError("no dqnkit checkpoint metadata")
-        meta = json.loads(text)
-        for prefix, module in (("online", online), ("target", target)):
-            module.load_state_dict(_with_prefix(tensors, prefix))
-        optim_tensors = _with_prefix(tensors, "optim")
-        optim_state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in optim_tensors.items():
-            index, name = key.split("/", 1)
-            optim_state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict(
-            {"state": optim_state, "param_groups": meta["optim_param_groups"]}
+    tensors, document = read_safetensors(path, _KEY)
+    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+        version = document.get("format_version") if isinstance(document, dict) else None
+        raise ValueError(f"checkpoint format {version!r}, this dqnkit reads {FORMAT_VERSION}")
+    expected = {"format_version", "loop", "optim_steps", "replay"}
+    if set(document) != expected:
+        raise ValueError(f"checkpoint fields {sorted(set(document) ^ expected)} wrong")
+    known = ("online/", "target/", "optim/", "replay/", "rng/")
+    stray = sorted(k for k in tensors if not k.startswith(known))
+    if stray:
+        raise ValueError(f"unexpected tensors {stray[:3]}")
+    loop = LoopState.from_json(document["loop"], num_envs=num_envs)
+    if document["optim_steps"] != loop.updates:
+        raise ValueError(f"{document['optim_steps']} optimizer steps for {loop.updates} updates")
+    memory = restore_memory(
+        document["replay"],
+        _with_prefix(tensors, "replay"),
+        example,
+        num_envs,
+        device,
+        priorities=priorities,
+    )
+    expected_rows = loop.step
+    ring = memory.inner if isinstance(memory, PrioritizedMemory) else memory
+    if isinstance(ring, FrameMemory):  # plus one first frame per episode begun
+        expected_rows += num_envs + loop.episodes
+    if memory.written() != expected_rows:
+        raise ValueError(
+            f"the replay holds {memory.written()} rows written, the loop state says {expected_rows}"
         )
-        for name, generator in generators.items():
-            generator.set_state(tensors[f"rng/{name}"])
-        buffer = _replay_from_tensors(
-            meta["replay"], _with_prefix(tensors, "replay"), example, device
-        )
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as error:
-        raise CommandError(
-            f"cannot resume from {path}: the checkpoint is truncated or corrupted ({error}); "
-            "delete it to resume from the one before"
-        ) from error
-    return Checkpoint(replay=buffer, generators=generators, loop=meta["loop"])
+    networks = {"online": online, "target": target}
+    for prefix, module in networks.items():
+        _check_state(prefix, module, _with_prefix(tensors, prefix))
+    states = _with_prefix(tensors, "rng")
+    if set(states) != set(generators):
+        raise ValueError(f"generator states {sorted(states)}, expected {sorted(generators)}")
+    for name, generator in generators.items():
+        like = generator.get_state()
+        if states[name].shape != like.shape or states[name].dtype != like.dtype:
+            raise ValueError(f"generator state {name} has the wrong shape")
+    # Everything checked: restore.
+    optimizer.load(_with_prefix(tensors, "optim"), document["optim_steps"])
+    for prefix, module in networks.items():
+        module.load_state_dict(_with_prefix(tensors, prefix))
+    for name, generator in generators.items():
+        generator.set_state(states[name])
+    return Restored(memory=memory, loop=loop)
 
 
-# The frame-sharing buffer's fields saved besides ``latest``; all are [capacity, ...].
-_FRAME_FIELDS = ("obs", "action", "reward", "terminated", "source")
-
-
-def _replay_to_tensors(
-    state: ReplayState | FrameReplayState,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The written part of a replay buffer as named tensors, and its counters as JSON."""
-    if isinstance(state, FrameReplayState):
-        tensors = {f"replay/{name}": getattr(state, name)[: state.size] for name in _FRAME_FIELDS}
-        tensors["replay/latest"] = state.latest
-        return tensors, {"kind": "frames", "capacity": state.capacity, "written": state.written}
-    tensors = {
-        f"replay/{name}": field[: state.size]
-        for name, field in zip(Transition._fields, state.storage, strict=True)
-    }
-    meta = {"cursor": state.cursor, "size": state.size, "capacity": state.capacity}
-    return tensors, {"kind": "transitions", **meta}
-
-
-def _replay_from_tensors(
-    info: dict[str, Any],
-    tensors: dict[str, torch.Tensor],
-    example: Transition,
-    device: torch.device,
-) -> ReplayState | FrameReplayState:
-    """Rebuilds the buffer :func:`_replay_to_tensors` saved (KeyError/RuntimeError if broken)."""
-    if info.get("kind") == "frames":
-        latest = tensors["latest"]
-        frames = frame_replay.init(info["capacity"], example, streams=len(latest), device=device)
-        size = min(info["written"], info["capacity"])
-        for name in _FRAME_FIELDS:
-            getattr(frames, name)[:size].copy_(tensors[name])
-        return frames._replace(latest=latest.to(device), written=info["written"])
-    buffer = replay.init(info["capacity"], example, device=device)
-    buffer = replay.add(buffer, Transition(*(tensors[name] for name in Transition._fields)))
-    return buffer._replace(cursor=info["cursor"], size=info["size"])
+def _check_state(prefix: str, module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    expected = module.state_dict()
+    if set(tensors) != set(expected):
+        raise ValueError(f"{prefix} tensors {sorted(set(tensors) ^ set(expected))[:3]} wrong")
+    for name, like in expected.items():
+        value = tensors[name]
+        if value.shape != like.shape or value.dtype != like.dtype:
+            raise ValueError(
+                f"{prefix}/{name} is {tuple(value.shape)} {value.dtype}, expected "
+                f"{tuple(like.shape)} {like.dtype}"
+            )
+        if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{prefix}/{name} holds non-finite values")
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

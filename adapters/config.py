@@ -1,7 +1,10 @@
 """The training configuration: one dataclass, and presets per environment with their sources."""
 
 import dataclasses
+import itertools
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +35,9 @@ def _doc(text: str) -> Any:
 class TrainConfig:
     """Everything that defines a training run. Steps count environment steps over all envs.
 
-    Defaults are the PyTorch DQN tutorial's where it has one (gamma, the Huber loss, AdamW,
-    128-128 MLP); presets in :data:`PRESETS` override them per environment.
+    Defaults are the PyTorch DQN tutorial's where it has one (gamma, the Huber loss, its
+    128-128 MLP; the tutorial's AdamW is Adam here, with no weight decay); presets in
+    :data:`PRESETS` override them per environment.
     """
 
     env_id: str = field(
@@ -98,6 +102,31 @@ class TrainConfig:
     double_dqn: bool = field(
         default=False, metadata=_doc("Use the double-DQN target (van Hasselt et al. 2015).")
     )
+    dueling: bool = field(
+        default=False,
+        metadata=_doc("Dueling network heads: a state value plus advantages (Wang et al. 2016)."),
+    )
+    prioritized: bool = field(
+        default=False,
+        metadata=_doc(
+            "Prioritized replay, proportional (Schaul et al. 2016): draw by |TD error|, weight "
+            "the loss by importance weights."
+        ),
+    )
+    priority_alpha: float = field(
+        default=0.6, metadata=_doc("Prioritized replay: priority exponent (Schaul et al.: 0.6).")
+    )
+    priority_beta: float = field(
+        default=0.4,
+        metadata=_doc(
+            "Prioritized replay: importance-weight exponent at step 0, annealed linearly to 1 at "
+            "the run's last step (Schaul et al.: 0.4)."
+        ),
+    )
+    priority_eps: float = field(
+        default=1e-6,
+        metadata=_doc("Prioritized replay: added to |TD error| so no priority is 0."),
+    )
     max_grad_norm: float = field(
         default=100.0,
         metadata=_doc(
@@ -112,8 +141,8 @@ class TrainConfig:
     eval_gate: float | None = field(
         default=None,
         metadata=_doc(
-            "Skip a periodic evaluation while the last 10 training episodes average below this "
-            "(evaluations of a policy that is visibly not there yet are wasted time)."
+            "Run a periodic evaluation only when one greedy probe episode (the evaluation's "
+            "first) returns at least this: evaluations of a policy not there yet are wasted."
         ),
     )
     stop_return: float | None = field(
@@ -145,7 +174,14 @@ class TrainConfig:
     )
 
     def validate(self) -> "TrainConfig":
-        """Checks values up front, so a bad option fails before any work is done."""
+        """Checks values up front, so a bad option fails before any work is done.
+
+        Raises:
+          CommandError: one line naming the option, for a value of the wrong type, out of
+            range, not finite, or a combination that cannot work.
+        """
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
         positive = (
             "total_steps",
             "num_envs",
@@ -166,13 +202,23 @@ class TrainConfig:
         for name in ("learning_starts", "eval_every", "checkpoint_every", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise CommandError(f"{flag(name)} must be non-negative, got {getattr(self, name)}")
-        for name in ("gamma", "tau", "epsilon_start", "epsilon_end"):
+        for name in (
+            "gamma",
+            "tau",
+            "epsilon_start",
+            "epsilon_end",
+            "priority_alpha",
+            "priority_beta",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise CommandError(f"{flag(name)} must be in [0, 1], got {getattr(self, name)}")
         if self.tau == 0.0:
             raise CommandError("--tau must be positive: 0 would never update the target network")
-        if self.learning_rate <= 0 or self.huber_delta <= 0:
-            raise CommandError("--learning-rate and --huber-delta must be positive")
+        for name in ("learning_rate", "huber_delta", "priority_eps"):
+            if not getattr(self, name) > 0:
+                raise CommandError(f"{flag(name)} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise CommandError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
         if self.frame_mode not in ("difference", "stack"):
             raise CommandError(
                 f"--frame-mode must be 'difference' or 'stack', got {self.frame_mode!r}"
@@ -184,12 +230,41 @@ class TrainConfig:
             )
         if not self.hidden or any(w <= 0 for w in self.hidden):
             raise CommandError(f"--hidden needs positive widths, got {self.hidden}")
+        if not self.pixels and (self.frame_mode != "difference" or self.frames != 4):
+            raise CommandError("--frames and --frame-mode apply only with --pixels")
         if self.pixels and self.buffer_size <= self.num_envs:
             raise CommandError(
                 f"--buffer-size must exceed --num-envs ({self.num_envs}) with --pixels: a frame's "
                 f"successor is written {self.num_envs} slots after it, got {self.buffer_size}"
             )
+        if self.pixels and self.total_steps <= self.learning_starts:
+            raise CommandError(
+                f"--steps {self.total_steps} with --pixels is not past --learning-starts "
+                f"{self.learning_starts}: the run would never learn"
+            )
+        self._check_memory()
+        _check_device(self.device)
         return self
+
+    def _check_memory(self) -> None:
+        """Refuses sizes whose tensors could not fit in this machine's memory at all."""
+        total = _physical_memory()
+        if total is None:
+            return
+        widths = [4096, *self.hidden, 64]  # generous input and output sizes
+        weights = sum(a * b + b for a, b in itertools.pairwise(widths))
+        # online + target + gradient + two Adam moments, float32
+        if 5 * 4 * weights > total:
+            raise CommandError(
+                f"--hidden {','.join(map(str, self.hidden))} needs more memory than this "
+                f"machine has ({total / 2**30:.0f} GiB)"
+            )
+        for name in ("buffer_size", "batch_size"):
+            if getattr(self, name) * _MIN_ROW_BYTES > total:
+                raise CommandError(
+                    f"{flag(name)} {getattr(self, name)} cannot fit in this machine's "
+                    f"{total / 2**30:.0f} GiB of memory"
+                )
 
     def preprocessing(self) -> dict[str, Any] | None:
         """How observations are made from the environment's: None, or the pixel pipeline."""
@@ -203,10 +278,95 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
+    def from_dict(cls, data: Any, *, source: str = "config") -> "TrainConfig":
+        """A config from :meth:`to_json`'s data (not yet validated).
+
+        Raises:
+          CommandError: not an object, or fields missing or unknown.
+        """
+        if not isinstance(data, dict):
+            raise CommandError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise CommandError(f"{source}: unknown settings {unknown}")
+        if "env_id" not in data:
+            raise CommandError(f"{source}: no env_id")
+        values = dict(data)
+        if isinstance(values.get("hidden"), list):
+            values["hidden"] = tuple(values["hidden"])
+        return cls(**values)
+
+    @classmethod
     def from_json_file(cls, path: Path) -> "TrainConfig":
-        data = json.loads(path.read_text())
-        data["hidden"] = tuple(data["hidden"])
-        return cls(**data)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise CommandError(f"{path} is empty or corrupt ({error})") from error
+        return cls.from_dict(data, source=str(path))
+
+
+MAX_SEED = 2**32 - 1
+# The smallest row the loop can store: a 1-element float32 obs twice, action, reward, flag.
+_MIN_ROW_BYTES = 4 + 4 + 8 + 4 + 1
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    """Type checks for values that came from a file or the Python API, not argparse."""
+    option = flag(name) if name != "env_id" else "the environment id"
+    optional = annotation in (float | None, int | None)
+    if value is None:
+        if not optional:
+            raise CommandError(f"{option} must be set")
+        return
+    if annotation is bool:
+        ok = isinstance(value, bool)
+    elif annotation in (int, int | None):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation in (float, float | None):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise CommandError(f"{option} must be a finite number, got {value}")
+    elif annotation is str:
+        ok = isinstance(value, str)
+    elif annotation == tuple[int, ...]:
+        ok = isinstance(value, tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+    else:  # Literal aliases: checked by value in validate
+        ok = isinstance(value, str)
+    if not ok:
+        raise CommandError(f"{option} has the wrong type: {value!r}")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        where = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise CommandError(f"--device {device!r} is not a torch device ({error})") from error
+    if where.type == "cpu":
+        return
+    if where.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CommandError(f"--device {device}: this torch has no usable CUDA device")
+        if where.index is not None and where.index >= torch.cuda.device_count():
+            raise CommandError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+        return
+    if where.type == "mps" and not torch.backends.mps.is_available():
+        raise CommandError(f"--device {device}: MPS is not available here")
+    if where.type not in ("cuda", "mps"):
+        raise CommandError(f"--device {device}: dqnkit trains on cpu, cuda or mps")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 # Presets: overrides of TrainConfig per environment, with where each value comes from.

@@ -29,12 +29,13 @@ The crop needs the cart's position, so only CartPole environments are supported;
 import os
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
+from dqnkit.adapters.config import FrameMode
 from dqnkit.adapters.errors import CommandError
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
 
 KIND = "cartpole-screen"
 VERSION = 1
-FrameMode = Literal["difference", "stack"]
 
 # The tutorial's crop: rows 40%..80% of the screen's height, a 320-pixel window, 40 pixels high.
 CROP_TOP, CROP_BOTTOM = 0.4, 0.8

@@ -1,13 +1,16 @@
-"""The training loop: the tutorial's DQN, every piece of maths a call into dqnkit.core.
+"""The training loop: the tutorial's DQN, composed from small parts.
 
-Read :func:`train` top to bottom: act epsilon-greedily, step, store, sample, target, loss,
-optimise, update the target network. Everything else (checkpoints, logs, evaluation) happens
-at step boundaries where the loop's state is consistent, so a run can stop and resume there.
+Read :func:`_train` top to bottom: act epsilon-greedily (:mod:`~dqnkit.adapters.vector`),
+store (:mod:`~dqnkit.adapters.experience`), update the target network, learn from a batch
+(:mod:`~dqnkit.adapters.learner`), evaluate, checkpoint. The loop's whole state is one
+:class:`~dqnkit.adapters.loop_state.LoopState`; checkpoints happen between steps, where that
+state is consistent, so a run can stop and resume there bit for bit.
 """
 
 import contextlib
 import json
 import math
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -17,41 +20,26 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from torch import nn
 from tqdm import tqdm
 
 from dqnkit.adapters import rundir
-from dqnkit.adapters.checkpoint import (
-    Checkpoint,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from dqnkit.adapters.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.envs import action_meanings, env_factory
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
-from dqnkit.adapters.experience import Experience, example_row
+from dqnkit.adapters.experience import create_memory, example_row
+from dqnkit.adapters.learner import Learner, TrainingDiverged
+from dqnkit.adapters.loop_state import EpisodeRow, Evaluation, LoopState
 from dqnkit.adapters.metrics import MetricsLog
-from dqnkit.adapters.vector import step_rows
-from dqnkit.core import (
-    ConvQNetwork,
-    QNetwork,
-    Transition,
-    epsilon_greedy,
-    exponential_epsilon,
-    huber_loss,
-    linear_epsilon,
-    soft_update,
-    td_target,
-)
+from dqnkit.adapters.vector import Step, VectorActor, epsilon_greedy_lazy
+from dqnkit.core import exponential_epsilon, linear_epsilon
+from dqnkit.export.files import atomic_write, remove_stale_temporaries
 from dqnkit.export.weights import PolicySpec, bounds_to_json, network_config, save_weights
 
-__all__ = ["Progress", "TrainResult", "train"]
+__all__ = ["EVAL_SEED_OFFSET", "Progress", "TrainResult", "train"]
 
 # Seeds of the evaluation environments are offset from the training seed so that evaluation
 # never replays the training episodes' initial states.
@@ -60,27 +48,50 @@ EVAL_SEED_OFFSET = 1_000_000
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished (or interrupted) run produced."""
+    """What a finished (or interrupted) run produced.
+
+    Attributes:
+      run_dir: the run directory.
+      steps: environment steps trained.
+      evaluation: the final greedy evaluation (None when interrupted).
+      wall_seconds: seconds this process spent on the run.
+      interrupted: stopped by Ctrl-C or SIGTERM (a checkpoint was written).
+      solved_at: the step at which a periodic evaluation reached ``stop_return``, or None.
+      solved_return: that evaluation's mean return, or None.
+    """
 
     run_dir: Path
     steps: int
     evaluation: EvalResult | None
     wall_seconds: float
     interrupted: bool = False
+    solved_at: int | None = None
+    solved_return: float | None = None
 
 
 @dataclass(frozen=True)
 class Progress:
-    """What ``on_checkpoint`` is told right after each checkpoint is written."""
+    """What ``train``'s ``on_checkpoint`` hook is told right after each checkpoint is written.
+
+    Attributes:
+      run_dir: the run directory.
+      step: environment steps so far (over all environments).
+      checkpoint: the checkpoint file just written.
+      episodes: training episodes finished so far.
+      recent_return: mean return of the last 100 training episodes (None before the first).
+      eval_return: mean return of the latest periodic greedy evaluation (None before one).
+      wall_seconds: seconds since this process started (or resumed) the run.
+      final: True for the checkpoint written when the loop ends (done, stopped or interrupted).
+    """
 
     run_dir: Path
-    step: int  # environment steps so far
-    checkpoint: Path  # the checkpoint file just written
+    step: int
+    checkpoint: Path
     episodes: int
-    recent_return: float | None  # mean return of the last 100 training episodes
-    eval_return: float | None  # mean of the latest periodic greedy evaluation
+    recent_return: float | None
+    eval_return: float | None
     wall_seconds: float
-    final: bool  # True for the checkpoint written when the loop ends
+    final: bool
 
 
 def train(
@@ -92,279 +103,240 @@ def train(
 ) -> TrainResult:
     """Trains a DQN as ``config`` says, or continues the run in ``resume`` exactly.
 
+    Args:
+      config: the run's settings; with ``resume``, only its ``env_id`` is read (and must be
+        empty or the run's).
+      resume: a run directory (continue from its newest checkpoint) or one checkpoint file in
+        its ``checkpoints/`` folder.
+      quiet: no progress bar and no messages.
+      on_checkpoint: called with a :class:`Progress` right after each checkpoint is written,
+        periodic and final (a sweep's reporter, say).
+
     Returns:
       The run directory (config.json, metrics.csv, returns.png, policy.safetensors,
       checkpoints/) and the final greedy evaluation.
+
+    Raises:
+      CommandError: bad settings, a damaged run directory, a run locked by another process,
+        an environment that fails, or training that diverged (the last good checkpoint stays).
     """
-    run_dir: Path | None = None
-    if resume is not None:
-        run_dir = Path(resume)
-        config_file = run_dir / rundir.CONFIG_FILE
-        if not config_file.is_file():
-            raise CommandError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
-        config = TrainConfig.from_json_file(config_file).validate()
-        checkpoint = latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR)
-        if checkpoint is None:
-            raise CommandError(f"{run_dir}: no checkpoint to resume from")
-    else:
-        config.validate()
-        checkpoint = None
-    device = torch.device(config.device)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        return _train(config, checkpoint, run_dir, device, quiet, on_checkpoint)
-    finally:
-        torch.set_num_threads(previous_threads)
+    with _stop_on_signals() as stop:  # Ctrl-C and SIGTERM end the loop at a step boundary
+        run = _open_run(config, resume)
+        with run, _torch_threads(run.config.threads):
+            return _train(run, stop, quiet, on_checkpoint)
 
 
 def _train(
-    config: TrainConfig,
-    checkpoint: Path | None,
-    run_dir: Path | None,
-    device: torch.device,
+    run: "_Run",
+    stop: "_StopFlag",
     quiet: bool,
-    on_checkpoint: Callable[[Progress], None] | None = None,
+    on_checkpoint: Callable[[Progress], None] | None,
 ) -> TrainResult:
-    # --- environment ---------------------------------------------------------------------
-    preprocessing = config.preprocessing()
-    envs = _make_vector_env(config, preprocessing)
-    meanings = action_meanings(envs.envs[0])
-    obs_space = envs.single_observation_space
-    assert isinstance(obs_space, gym.spaces.Box)
-    n_actions = int(envs.single_action_space.n)  # type: ignore[attr-defined]
-
-    # --- networks, optimizer, replay, randomness -----------------------------------------
-    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, not global state
-        torch.manual_seed(config.seed)
-        online = _build_network(obs_space.shape, n_actions, config).to(device)
-    target = _build_network(obs_space.shape, n_actions, config).to(device)
-    soft_update(target, online, tau=1.0)
-    # The target is never trained: batch norm (ConvQNetwork) uses the running statistics that
-    # soft_update copies from the online network, and acting uses them too.
-    target.eval()
-    act_in_eval_mode = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in online.modules())
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate, fused=True)
-    generators = {
-        "act": torch.Generator().manual_seed(config.seed),
-        "sample": torch.Generator().manual_seed(config.seed + 1),
-    }
-    example = example_row(obs_space.shape, _torch_dtype(obs_space.dtype))
-    memory = Experience.create(config.buffer_size, example, config.num_envs, device)
-    loop = _fresh_loop(config.num_envs)
-
-    if checkpoint is not None:
-        assert run_dir is not None
-        restored = load_checkpoint(
-            checkpoint,
-            online=online,
-            target=target,
-            optimizer=optimizer,
-            example=example,
-            generators=generators,
-            device=device,
-        )
-        memory, loop = Experience(restored.replay), restored.loop
-        obs = _restore_envs(envs, config.seed, loop["envs"])
-    else:
-        run_dir = _new_run_dir(config)
-        obs, _ = envs.reset(seed=config.seed)
-        envs.action_space.seed(config.seed)
-        memory.start(np.arange(config.num_envs), obs)
-    (run_dir / rundir.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-
-    metrics = MetricsLog(run_dir, loop["metrics"], resume_step=loop["step"])
-    start_time, start_step = time.perf_counter(), loop["step"]
-    last_loss: float | str = loop["last_loss"]
-    synced_at: int | None = None  # loop["updates"] at the last hard target copy
-    bar = tqdm(
-        total=config.total_steps,
-        initial=loop["step"],
-        disable=quiet,
-        unit="step",
-        dynamic_ncols=True,
-        desc=config.env_id,
-    )
-
-    def evaluate(episodes: int) -> EvalResult:
-        return evaluate_policy(
-            online,
-            config.env_id,
-            episodes=episodes,
-            seed=config.seed + EVAL_SEED_OFFSET,
-            preprocessing=preprocessing,
-        )
-
-    def write_checkpoint(final: bool = False) -> None:
-        memory.flush()
-        loop["last_loss"] = last_loss
-        path = save_checkpoint(
-            run_dir / rundir.CHECKPOINT_DIR,
-            loop["step"],
-            online=online,
-            target=target,
-            optimizer=optimizer,
-            state=Checkpoint(memory.state, generators, loop),
-        )
-        metrics.write_csv(run_dir / rundir.METRICS_FILE)
-        if on_checkpoint is not None:
-            recent = [r["episode_return"] for r in metrics.rows[-100:]]
-            evals = loop["evaluations"]
-            on_checkpoint(
-                Progress(
-                    run_dir,
-                    loop["step"],
-                    path,
-                    loop["episodes"],
-                    sum(recent) / len(recent) if recent else None,
-                    evals[-1][1] if evals else None,
-                    time.perf_counter() - start_time,
-                    final,
-                )
-            )
-
-    with _stop_on_sigint() as interrupted:
-        while loop["step"] < config.total_steps and not loop["stopped"] and not interrupted():
-            step_before = loop["step"]
-            epsilon = _epsilon(config, step_before)
-
-            # Act epsilon-greedily.
-            with torch.inference_mode():
-                q = _act_q(online, torch.as_tensor(obs, device=device), act_in_eval_mode)
-            actions = epsilon_greedy(q, epsilon, generators["act"]).cpu().numpy()
-
-            # Step every environment; keep only real transitions (see adapters/vector.py).
-            next_obs, reward, terminated, truncated, infos = envs.step(actions)
-            rows = step_rows(
-                mode=AutoresetMode.DISABLED,
-                next_obs=next_obs,
-                terminated=terminated,
-                truncated=truncated,
-                infos=infos,
-                previous_done=np.zeros_like(terminated),
-            )
-            assert rows.valid.all()  # DISABLED autoreset never returns a fake transition
-            memory.step(obs, actions, reward, rows.next_obs, terminated)
-            loop["step"] += config.num_envs
-            sps = (loop["step"] - start_step) / max(time.perf_counter() - start_time, 1e-9)
-            for i, env_state in enumerate(loop["envs"]):
-                env_state["actions"].append(int(actions[i]))
-                env_state["return"] += float(reward[i])
-            obs = next_obs
-            if rows.done.any():
-                for done_index in np.flatnonzero(rows.done):
-                    env_state = loop["envs"][done_index]
-                    loop["episodes"] += 1
-                    metrics.episode(
-                        {
-                            "step": loop["step"],
-                            "episode": loop["episodes"],
-                            "episode_return": env_state["return"],
-                            "episode_length": len(env_state["actions"]),
-                            "epsilon": round(epsilon, 6),
-                            "td_loss": last_loss,
-                            "sps": round(sps, 1),
-                        }
-                    )
-                obs = _reset_done(envs, rows.done, loop["envs"], obs)
-                memory.start(np.flatnonzero(rows.done), obs[rows.done])
-
-            # Update the target network every target_update_every steps. A hard copy (tau = 1)
-            # of an online network that has not changed since the last copy is skipped: the
-            # result is the same, and the zoo's CartPole settings ask for one every 10 steps.
-            for _ in range(_crossings(step_before, loop["step"], config.target_update_every)):
-                if config.tau < 1.0 or synced_at != loop["updates"]:
-                    soft_update(target, online, config.tau)
-                    synced_at = loop["updates"]
-
-            # Train every train_every steps once learning has started.
-            phases = _crossings(step_before, loop["step"], config.train_every)
-            if phases and loop["step"] >= config.learning_starts:
-                memory.flush()
-                for _ in range(phases * config.gradient_steps):
-                    batch = memory.sample(config.batch_size, generators["sample"])
-                    loss = _optimize(config, online, target, optimizer, batch)
-                last_loss = round(float(loss), 6)
-                loop["updates"] += phases * config.gradient_steps
-
-            # Evaluate greedily; stop once solved when a stop_return is set.
-            if (
-                config.eval_every
-                and _crossings(step_before, loop["step"], config.eval_every)
-                and _passes_gate(config.eval_gate, metrics.rows)
-            ):
-                result = evaluate(config.eval_episodes)
-                loop["evaluations"].append([loop["step"], result.mean_return, result.std_return])
-                metrics.scalar("eval/mean_return", result.mean_return, loop["step"])
-                if config.stop_return is not None and result.mean_return >= config.stop_return:
-                    loop["stopped"] = True
-
-            if config.checkpoint_every and _crossings(
-                step_before, loop["step"], config.checkpoint_every
-            ):
-                write_checkpoint()
-
-            bar.update(loop["step"] - step_before)
-            if not quiet and loop["episodes"] and _crossings(step_before, loop["step"], 1000):
-                recent = [r["episode_return"] for r in metrics.rows[-100:]]
-                bar.set_postfix(
-                    sps=f"{sps:.0f}",
-                    ret100=f"{sum(recent) / len(recent):.1f}",
-                    eps=f"{epsilon:.3f}",
-                    refresh=False,
-                )
-        was_interrupted = interrupted()
-    bar.close()
-    envs.close()
-
-    write_checkpoint(final=True)
-    pixels = ", from pixels" if config.pixels else ""
-    metrics.write_plot(run_dir / rundir.PLOT_FILE, f"{config.env_id} (seed {config.seed}{pixels})")
-    metrics.close()
-    wall = time.perf_counter() - start_time
-    if was_interrupted:
-        return TrainResult(run_dir, loop["step"], None, wall, interrupted=True)
-
-    evaluation = evaluate(config.final_eval_episodes)
-    _save_policy(
-        run_dir, online, config, obs_space, loop["step"], evaluation, preprocessing, meanings
-    )
-    report = {**evaluation.to_dict(), "periodic": loop["evaluations"]}
-    (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    return TrainResult(run_dir, loop["step"], evaluation, time.perf_counter() - start_time)
-
-
-def _act_q(network: nn.Module, obs: torch.Tensor, eval_mode: bool) -> torch.Tensor:
-    """Q-values for acting; in eval mode when batch norm would otherwise use one frame's stats."""
-    if not eval_mode:
-        return network(obs)  # type: ignore[no-any-return]
-    network.eval()
+    config = run.config
+    parts = _Parts(run, on_checkpoint)  # envs, networks, replay, generators, loop state
+    state = parts.state
+    _say(quiet, f"run directory: {run.run_dir}\nconfig: {run.run_dir / rundir.CONFIG_FILE}")
+    bar = tqdm(total=config.total_steps, initial=state.step, disable=quiet, unit="step",
+               dynamic_ncols=True, desc=config.env_id)  # fmt: skip
     try:
-        return network(obs)  # type: ignore[no-any-return]
+        while state.step < config.total_steps and state.solved_at is None and not stop():
+            before = state.step
+            epsilon = _epsilon(config, before)
+            step = parts.act(epsilon)  # epsilon-greedy in every environment
+            parts.store(step, epsilon)  # real transitions into replay, finished episodes
+            parts.update_target(before)
+            parts.learn(before)
+            if _due(before, state.step, config.eval_every) and parts.evaluate_periodically():
+                mean = state.evaluations[-1].mean_return
+                _say(quiet, f"solved at step {state.step} (greedy mean {mean:.2f})", bar)
+            if _due(before, state.step, config.checkpoint_every):
+                parts.checkpoint(final=False)
+            if not quiet and _due(before, state.step, 1000):
+                _show_progress(bar, state, parts.clock, epsilon)
+        interrupted = stop()
     finally:
-        network.train()
+        bar.close()
+        parts.actor.close()
+    parts.checkpoint(final=True)
+    parts.write_plot()
+    if interrupted:
+        return parts.result(None)
+    try:
+        with stop.raising():  # from here Ctrl-C abandons the final evaluation at once
+            evaluation = parts.evaluate(config.final_eval_episodes)
+    except KeyboardInterrupt:
+        return parts.result(None)
+    parts.save_policy(evaluation)
+    return parts.result(evaluation)
 
 
-def _optimize(
-    config: TrainConfig,
-    online: torch.nn.Module,
-    target: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: Transition,
-) -> torch.Tensor:
-    """One gradient step on the Huber loss of the TD error; returns the loss."""
-    q = online(batch.obs).gather(1, batch.action[:, None]).squeeze(1)
-    with torch.no_grad():  # targets are constants: no gradient into either network here
-        next_q = target(batch.next_obs)
-        next_q_online = online(batch.next_obs) if config.double_dqn else None
-        y = td_target(batch.reward, batch.terminated, next_q, config.gamma, next_q_online)
-    loss = huber_loss(q - y, config.huber_delta).mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
-    if config.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(online.parameters(), config.max_grad_norm)
-    optimizer.step()
-    return loss.detach()
+class _Parts:
+    """The parts ``_train`` composes, built fresh or restored from ``run.checkpoint``."""
+
+    def __init__(self, run: "_Run", on_checkpoint: Callable[[Progress], None] | None) -> None:
+        config = self.config = run.config
+        self.run_dir, self.on_checkpoint = run.run_dir, on_checkpoint
+        self.device = device = torch.device(config.device)
+        self.preprocessing = config.preprocessing()
+        make = env_factory(config.env_id, self.preprocessing)
+        self.actor = actor = VectorActor(make, config.num_envs, config.env_id)
+        obs_shape, n = tuple(actor.observation_space.shape), config.num_envs
+        self.learner = Learner(config, obs_shape, actor.n_actions, device)
+        self.generators = {
+            "act": torch.Generator().manual_seed(config.seed),
+            "sample": torch.Generator().manual_seed(config.seed + 1),
+        }
+        example = example_row(obs_shape, _torch_dtype(actor.observation_space.dtype))
+        if run.checkpoint is None:
+            self.memory = create_memory(
+                config.buffer_size, example, n, device, priorities=_priorities(config)
+            )
+            self.state = LoopState.fresh(n)
+            self.memory.start(np.arange(n), actor.start(config.seed, self.state.envs))
+        else:
+            restored = _restore(run, self.learner, example, self.generators, device)
+            self.memory, self.state = restored.memory, restored.loop
+            actor.start(config.seed, self.state.envs)
+        self.log = MetricsLog(run.run_dir, resume_step=self.state.step)
+        if run.checkpoint is not None:
+            self.log.write(self.state)  # TensorBoard: the checkpoint's rows, once
+        self.clock = _Clock(self.state.step)
+        self.last_good = run.checkpoint
+
+    def act(self, epsilon: float) -> Step:
+        """One epsilon-greedy action per environment, and the step it makes."""
+        actor, learner = self.actor, self.learner
+        actions = epsilon_greedy_lazy(
+            lambda: learner.q_values(torch.as_tensor(actor.obs, device=self.device)),
+            actor.num_envs, actor.n_actions, epsilon, self.generators["act"],
+        )  # fmt: skip
+        return actor.step(actions, self.state.envs)
+
+    def store(self, step: Step, epsilon: float) -> None:
+        """The step's transitions into replay; a metrics row for each episode that ended."""
+        state = self.state
+        self.memory.add(step.obs, step.action, step.reward, step.next_obs, step.terminated)
+        state.step += self.actor.num_envs
+        if step.ended:
+            restarted = np.array([end.env for end in step.ended])
+            self.memory.start(restarted, self.actor.obs[restarted])
+            sps = round(self.clock.sps(state.step), 1)
+            for end in step.ended:
+                state.episodes += 1
+                state.metrics.append(
+                    EpisodeRow(state.step, state.episodes, end.episode_return, end.length,
+                               round(epsilon, 6), state.last_loss, sps)
+                )  # fmt: skip
+
+    def update_target(self, before: int) -> None:
+        """Every target_update_every steps. A hard copy of an online network unchanged since
+        the last copy is skipped: the result would be the same."""
+        config, state = self.config, self.state
+        for _ in range(_crossings(before, state.step, config.target_update_every)):
+            if config.tau < 1.0 or state.synced_at != state.updates:
+                self.learner.sync_target()
+                state.synced_at = state.updates
+
+    def learn(self, before: int) -> None:
+        """gradient_steps updates every train_every steps, once learning has started."""
+        config, state = self.config, self.state
+        phases = _crossings(before, state.step, config.train_every)
+        if not phases or state.step < config.learning_starts:
+            return
+        progress = state.step / config.total_steps
+        for _ in range(phases * config.gradient_steps):
+            sample = self.memory.sample(config.batch_size, self.generators["sample"], progress)
+            update = self.learner.update(sample)
+            try:
+                self.memory.update_priorities(sample.indices, update.td_error)
+            except ValueError:  # a non-finite TD error: reported as the loss below
+                break
+        loss = float(update.loss)
+        if not math.isfinite(loss):
+            raise _diverged(state.step, f"the TD loss is {loss}", self.last_good)
+        state.last_loss = round(loss, 6)
+        state.updates += phases * config.gradient_steps
+
+    def evaluate(self, episodes: int) -> EvalResult:
+        return evaluate_policy(
+            self.learner.online,
+            self.config.env_id,
+            episodes=episodes,
+            seed=self.config.seed + EVAL_SEED_OFFSET,
+            preprocessing=self.preprocessing,
+        )
+
+    def evaluate_periodically(self) -> bool:
+        """The gated greedy evaluation; True when it solved the task (the loop then stops)."""
+        return _periodic_evaluation(self.config, self.state, self.evaluate)
+
+    def checkpoint(self, final: bool) -> None:
+        """Writes a checkpoint (refusing non-finite weights), the logs, and tells the hook."""
+        state = self.state
+        if not self.learner.weights_finite():
+            raise _diverged(state.step, "the weights are no longer finite", self.last_good)
+        self.last_good = path = save_checkpoint(
+            self.run_dir / rundir.CHECKPOINT_DIR,
+            online=self.learner.online,
+            target=self.learner.target,
+            optimizer=self.learner.optimizer,
+            memory=self.memory,
+            generators=self.generators,
+            loop=state,
+        )
+        self.log.write(state)
+        if self.on_checkpoint is not None:
+            latest = state.evaluations[-1].mean_return if state.evaluations else None
+            self.on_checkpoint(
+                Progress(self.run_dir, state.step, path, state.episodes, state.recent_return(),
+                         latest, self.clock.seconds(), final)
+            )  # fmt: skip
+
+    def write_plot(self) -> None:
+        pixels = ", from pixels" if self.config.pixels else ""
+        title = f"{self.config.env_id} (seed {self.config.seed}{pixels})"
+        self.log.write_plot(self.run_dir / rundir.PLOT_FILE, title, self.state)
+        self.log.close()
+
+    def save_policy(self, evaluation: EvalResult) -> None:
+        """policy.safetensors with its contract, and evaluation.json."""
+        config, state, space = self.config, self.state, self.actor.observation_space
+        network = self.learner.online
+        spec = PolicySpec(
+            env_id=config.env_id,
+            obs_shape=tuple(int(d) for d in space.shape),
+            obs_dtype=str(np.dtype(space.dtype)),
+            n_actions=self.actor.n_actions,
+            # {"kind": "mlp", "hidden": [...]} or {"kind": "conv"}, plus "dueling": true for a
+            # dueling network (export/weights.py rebuilds from these keys).
+            network={**network_config(network), **({"dueling": True} if config.dueling else {})},
+            obs_low=bounds_to_json(space.low),
+            obs_high=bounds_to_json(space.high),
+            action_meanings=action_meanings(self.actor.envs[0]),
+            train_steps=state.step,
+            eval_return=evaluation.mean_return,
+            preprocessing=self.preprocessing,
+        )
+        report = {
+            **evaluation.to_dict(),
+            "periodic": [[e.step, e.mean_return, e.std_return] for e in state.evaluations],
+            "solved_at": state.solved_at,
+        }
+        text = json.dumps(report, indent=2) + "\n"
+        try:
+            save_weights(self.run_dir / rundir.POLICY_FILE, network, spec)
+            atomic_write(self.run_dir / "evaluation.json", lambda tmp: tmp.write_text(text))
+        except OSError as error:
+            raise CommandError(f"cannot write to {self.run_dir}: {error.strerror}") from error
+
+    def result(self, evaluation: EvalResult | None) -> TrainResult:
+        state = self.state
+        solved = state.evaluations[-1].mean_return if state.solved_at is not None else None
+        return TrainResult(self.run_dir, state.step, evaluation, self.clock.seconds(),
+                           evaluation is None, state.solved_at, solved)  # fmt: skip
+
+
+# --- the loop's small helpers ---------------------------------------------------------------
 
 
 def _epsilon(config: TrainConfig, step: int) -> float:
@@ -372,148 +344,260 @@ def _epsilon(config: TrainConfig, step: int) -> float:
     return schedule(step, config.epsilon_start, config.epsilon_end, config.epsilon_steps)
 
 
-def _passes_gate(gate: float | None, rows: list[dict[str, Any]]) -> bool:
-    """True when no gate is set or the last 10 training episodes average at least ``gate``."""
-    if gate is None:
-        return True
-    recent = [row["episode_return"] for row in rows[-10:]]
-    return len(recent) == 10 and sum(recent) / 10 >= gate
-
-
 def _crossings(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in ``(before, after]``."""
     return after // every - before // every
 
 
-def _build_network(obs_shape: tuple[int, ...], n_actions: int, config: TrainConfig) -> nn.Module:
-    """The tutorial's CNN for frames ``[C, H, W]``, its MLP for everything else."""
-    if len(obs_shape) == 3:
-        return ConvQNetwork(obs_shape, n_actions)
-    return QNetwork(math.prod(obs_shape), n_actions, config.hidden)
+def _priorities(config: TrainConfig) -> dict[str, float] | None:
+    """The prioritized memory's options, or None for uniform replay."""
+    if not config.prioritized:
+        return None
+    return {
+        "alpha": config.priority_alpha,
+        "beta": config.priority_beta,
+        "eps": config.priority_eps,
+    }
 
 
-def _make_vector_env(config: TrainConfig, preprocessing: dict[str, Any] | None) -> SyncVectorEnv:
-    make = env_factory(config.env_id, preprocessing)
-    envs = SyncVectorEnv([make] * config.num_envs, autoreset_mode=AutoresetMode.DISABLED)
-    # The loop resets finished sub-environments itself (so it can snapshot them for exact
-    # resume) and relies on no autoreset happening behind its back.
-    if envs.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
-        raise RuntimeError(f"expected autoreset DISABLED, got {envs.metadata['autoreset_mode']}")
-    return envs
+def _due(before: int, after: int, every: int) -> bool:
+    """True when ``every`` is set (non-zero) and a multiple of it lies in ``(before, after]``."""
+    return every > 0 and after // every > before // every
+
+
+def _periodic_evaluation(
+    config: TrainConfig, state: LoopState, evaluate: Callable[[int], EvalResult]
+) -> bool:
+    """Runs the periodic greedy evaluation unless its gate keeps it closed; records it in
+    ``state`` and sets ``state.solved_at`` when it reaches ``stop_return``. True if solved.
+
+    The gate is a probe of the *greedy* policy: one episode (the evaluation's first, same seed)
+    must return at least ``eval_gate`` before the ``eval_episodes`` run. Gating on training
+    returns instead never opens while epsilon keeps those returns low, and a solved agent goes
+    unnoticed until the run's end.
+    """
+    if config.eval_gate is not None and evaluate(1).mean_return < config.eval_gate:
+        return False
+    result = evaluate(config.eval_episodes)
+    state.evaluations.append(Evaluation(state.step, result.mean_return, result.std_return))
+    if config.stop_return is not None and result.mean_return >= config.stop_return:
+        state.solved_at = state.step
+        return True
+    return False
+
+
+def _diverged(step: int, what: str, last_good: Path | None) -> TrainingDiverged:
+    keep = (
+        f"the last good checkpoint is {last_good} (resume: dqnkit train --resume {last_good})"
+        if last_good is not None
+        else "no checkpoint was written"
+    )
+    return TrainingDiverged(
+        f"training diverged at step {step}: {what}; stopped without saving it, {keep}; try a "
+        "lower --learning-rate or --max-grad-norm, or check the environment's rewards"
+    )
+
+
+class _Clock:
+    """Wall-clock seconds and steps per second of this process's part of the run."""
+
+    def __init__(self, step: int) -> None:
+        self.start, self.start_step = time.perf_counter(), step
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def sps(self, step: int) -> float:
+        return (step - self.start_step) / max(self.seconds(), 1e-9)
+
+
+def _show_progress(bar: Any, state: LoopState, clock: _Clock, epsilon: float) -> None:
+    bar.update(state.step - bar.n)
+    recent = state.recent_return()
+    if recent is not None:
+        bar.set_postfix(
+            sps=f"{clock.sps(state.step):.0f}",
+            ret100=f"{recent:.1f}",
+            eps=f"{epsilon:.3f}",
+            refresh=False,
+        )
+
+
+def _say(quiet: bool, message: str, bar: Any = None) -> None:
+    if not quiet:
+        if bar is not None:
+            bar.write(message)
+        else:
+            print(message, flush=True)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:
     return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
 
-# --- environment snapshots for exact resume ------------------------------------------------
-#
-# A sub-environment's state is rebuilt on resume by replaying its current episode: the state of
-# its random generator just before that episode's reset, then the episode's actions. For the
-# first episode the generator state is the seed itself (None below).
+# --- signals --------------------------------------------------------------------------------
 
 
-def _fresh_loop(num_envs: int) -> dict[str, Any]:
-    return {
-        "step": 0,
-        "episodes": 0,
-        "updates": 0,
-        "stopped": False,
-        "last_loss": "",
-        "metrics": [],
-        "evaluations": [],
-        "envs": [{"rng": None, "actions": [], "return": 0.0} for _ in range(num_envs)],
-    }
+class _StopFlag:
+    """Set by Ctrl-C or SIGTERM; the loop checks it between steps."""
 
+    def __init__(self) -> None:
+        self.set = False
+        self.raise_now = False
 
-def _reset_done(
-    envs: SyncVectorEnv,
-    done: np.ndarray[Any, Any],
-    env_states: list[dict[str, Any]],
-    obs: np.ndarray[Any, Any],
-) -> np.ndarray[Any, Any]:
-    for i in np.flatnonzero(done):
-        env_states[i].update(
-            {
-                "rng": envs.envs[i].unwrapped.np_random.bit_generator.state,
-                "actions": [],
-                "return": 0.0,
-            }
-        )
-    reset_obs, _ = envs.reset(options={"reset_mask": done.astype(np.bool_)})
-    obs = obs.copy()
-    obs[done] = reset_obs[done]
-    return obs
+    def __call__(self) -> bool:
+        return self.set
 
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        self.set = True
+        if self.raise_now:
+            raise KeyboardInterrupt
 
-def _restore_envs(
-    envs: SyncVectorEnv, seed: int, env_states: list[dict[str, Any]]
-) -> np.ndarray[Any, Any]:
-    obs, _ = envs.reset(seed=seed)
-    envs.action_space.seed(seed)
-    obs = obs.copy()
-    for i, state in enumerate(env_states):
-        env = envs.envs[i]
-        if state["rng"] is not None:
-            env.unwrapped.np_random.bit_generator.state = state["rng"]
-            obs[i], _ = env.reset()
-        for action in state["actions"]:
-            obs[i], *_ = env.step(action)
-    return np.asarray(obs)
+    @contextlib.contextmanager
+    def raising(self) -> Iterator[None]:
+        """Within this block a signal raises KeyboardInterrupt (also one already received)."""
+        if self.set:
+            raise KeyboardInterrupt
+        self.raise_now = True
+        try:
+            yield
+        finally:
+            self.raise_now = False
 
 
 @contextlib.contextmanager
-def _stop_on_sigint() -> Iterator[Any]:
-    """Turns Ctrl-C into a flag the loop checks between steps (main thread only)."""
-    flag = {"set": False}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        flag["set"] = True
-
+def _stop_on_signals() -> Iterator[_StopFlag]:
+    """Turns Ctrl-C and SIGTERM into a flag (main thread only: elsewhere they are left alone)."""
+    flag = _StopFlag()
+    previous: dict[signal.Signals, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield lambda: False
-        return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, flag.handler)
+    except ValueError:  # not the main thread
+        pass
     try:
-        yield lambda: flag["set"]
+        yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --- the run directory ----------------------------------------------------------------------
+
+
+class _Run:
+    """An open run directory: its config, the checkpoint to resume from, and its lock."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> None:
+        self.config, self.run_dir, self.checkpoint = config, run_dir, checkpoint
+        self._lock = rundir.lock(run_dir)
+
+    def __enter__(self) -> "_Run":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.close()
+
+
+def _open_run(config: TrainConfig, resume: str | Path | None) -> _Run:
+    """Validates, creates or opens the run directory, locks it and clears stale temporaries."""
+    if resume is None:
+        config.validate()
+        run_dir = _new_run_dir(config)
+        return _Run(config, run_dir, None)
+    path = Path(resume)
+    chosen = path if path.is_file() and path.parent.name == rundir.CHECKPOINT_DIR else None
+    run_dir = path.parent.parent if chosen is not None else path
+    run_config = rundir.read_config(run_dir)
+    if config.env_id and config.env_id != run_config.env_id:
+        raise CommandError(
+            f"{run_dir} trains {run_config.env_id}, not {config.env_id}: resume takes the "
+            "run's own settings (drop the environment id)"
+        )
+    run = _Run(run_config, run_dir, None)
+    for folder in (run_dir, run_dir / rundir.CHECKPOINT_DIR):
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
+    checkpoints = list_checkpoints(run_dir / rundir.CHECKPOINT_DIR)
+    run.checkpoint = chosen or (checkpoints[-1] if checkpoints else None)
+    if run.checkpoint is None:
+        run.__exit__()
+        raise CommandError(f"{run_dir}: no checkpoint to resume from")
+    return run
+
+
+def _restore(
+    run: _Run,
+    learner: Learner,
+    example: Any,
+    generators: dict[str, torch.Generator],
+    device: torch.device,
+) -> Any:
+    """Loads ``run.checkpoint``; for a damaged one, names the newest earlier one that loads."""
+
+    def load(path: Path) -> Any:
+        return load_checkpoint(
+            path,
+            online=learner.online,
+            target=learner.target,
+            optimizer=learner.optimizer,
+            example=example,
+            generators=generators,
+            num_envs=run.config.num_envs,
+            device=device,
+            priorities=_priorities(run.config),
+        )
+
+    assert run.checkpoint is not None
+    try:
+        return load(run.checkpoint)
+    except ValueError as error:
+        reason = " ".join(str(error).split())[:300]
+        message = (
+            f"cannot resume from {run.checkpoint}: the checkpoint is truncated or corrupted "
+            f"({reason})"
+        )
+        earlier = [p for p in list_checkpoints(run.checkpoint.parent) if p < run.checkpoint]
+        for candidate in reversed(earlier):
+            try:
+                load(candidate)
+            except ValueError:
+                continue
+            raise CommandError(
+                f"{message}; the previous checkpoint loads cleanly: resume from it with "
+                f"dqnkit train --resume {candidate}"
+            ) from error
+        raise CommandError(f"{message}; no earlier checkpoint loads either") from error
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = Path(config.out) / f"{config.env_id}-{config.seed}-{stamp}"
+    # A namespaced id ("ns/Env-v0") or one naming a module ("pkg:Env-v0") is one folder name.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", config.env_id)
+    base = Path(config.out) / f"{name}-{config.seed}-{stamp}"
     run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True)
-    (run_dir / rundir.CONFIG_FILE).write_text(config.to_json() + "\n")
+    try:
+        while run_dir.exists():
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+        run_dir.mkdir(parents=True)
+        atomic_write(
+            run_dir / rundir.CONFIG_FILE, lambda tmp: tmp.write_text(config.to_json() + "\n")
+        )
+        (run_dir / rundir.CHECKPOINT_DIR).mkdir()
+    except OSError as error:
+        raise CommandError(
+            f"cannot create the run directory {run_dir} (--out {config.out}): "
+            f"{error.strerror or error}"
+        ) from error
     return run_dir
-
-
-def _save_policy(
-    run_dir: Path,
-    network: torch.nn.Module,
-    config: TrainConfig,
-    space: gym.spaces.Box,
-    steps: int,
-    evaluation: EvalResult,
-    preprocessing: dict[str, Any] | None,
-    meanings: list[str] | None,
-) -> None:
-    spec = PolicySpec(
-        env_id=config.env_id,
-        obs_shape=tuple(int(d) for d in space.shape),
-        obs_dtype=str(np.dtype(space.dtype)),
-        n_actions=int(network.n_actions),  # type: ignore[arg-type]
-        network=network_config(network),
-        obs_low=bounds_to_json(space.low),
-        obs_high=bounds_to_json(space.high),
-        action_meanings=meanings,
-        train_steps=steps,
-        eval_return=evaluation.mean_return,
-        preprocessing=preprocessing,
-    )
-    save_weights(run_dir / rundir.POLICY_FILE, network, spec)

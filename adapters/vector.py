@@ -1,69 +1,175 @@
-"""Turning a vector environment's step into real transitions, whatever its autoreset mode.
+"""The actor: several environments stepped together, reset by the loop, rebuilt on resume.
 
-Gymnasium >= 1.0 vector environments reset finished sub-environments in one of three ways
-(``envs.metadata["autoreset_mode"]``):
+Gymnasium's vector environments reset finished sub-environments behind the caller's back
+(NEXT_STEP autoreset returns a fake transition spanning two episodes on the step after a done;
+SAME_STEP hides the real final observation in ``infos``), and ``SyncVectorEnv`` spends more time
+on that bookkeeping than CartPole spends stepping. DQN needs none of it, so :class:`VectorActor`
+holds a plain list of environments: a step returns the real final observation of an episode
+that ended, and the actor resets that environment itself, after noting the state of its random
+generator so that a resumed run can rebuild it (:class:`EnvSnapshot`).
 
-- NEXT_STEP (the default): the step *after* a done returns the reset observation with reward 0.
-  That step's (obs, next_obs) pair spans two episodes: a fake transition that must be dropped.
-- SAME_STEP: the done step already returns the reset observation; the real final observation is
-  in ``infos["final_obs"]`` and is the one to bootstrap from.
-- DISABLED: nothing is reset; the caller resets finished sub-environments itself.
+Seeding follows ``SyncVectorEnv``: environment ``i`` is reset once with ``seed + i``, then with
+no seed.
 """
 
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
+import torch
 
-__all__ = ["StepRows", "step_rows"]
+from dqnkit.adapters.errors import CommandError
+from dqnkit.adapters.loop_state import EnvSnapshot
+
+__all__ = ["EpisodeEnd", "Step", "VectorActor", "epsilon_greedy_lazy"]
+
+Array = np.ndarray[Any, Any]
 
 
-class StepRows(NamedTuple):
-    """The transitions one vector step produced.
+class EpisodeEnd(NamedTuple):
+    """An episode that ended on a step: which environment, its return and its length."""
+
+    env: int
+    episode_return: float
+    length: int
+
+
+class Step(NamedTuple):
+    """One step of every environment.
 
     Attributes:
-      valid: ``[N]`` bool, False for rows that are not transitions (NEXT_STEP's reset step).
-      next_obs: ``[N, *obs]`` the observation each transition ends in (the real final one at a
-        done), to store as ``next_obs``.
-      done: ``[N]`` bool, episodes that ended on this step (terminated or truncated).
+      obs: ``[N, *obs]`` the observations the actions were taken in.
+      action: ``[N]`` int64.
+      reward: ``[N]`` float64, as the environments returned them.
+      next_obs: ``[N, *obs]`` the observations the step ended in: the real final one where an
+        episode ended (never a reset observation).
+      terminated: ``[N]`` bool: the episode ended in a terminal state (no bootstrapping).
+      truncated: ``[N]`` bool: it was cut off (a time limit); bootstrapping continues.
+      ended: the episodes that ended on this step, in environment order.
     """
 
-    valid: np.ndarray[Any, Any]
-    next_obs: np.ndarray[Any, Any]
-    done: np.ndarray[Any, Any]
+    obs: Array
+    action: Array
+    reward: Array
+    next_obs: Array
+    terminated: Array
+    truncated: Array
+    ended: list[EpisodeEnd]
 
 
-def step_rows(
-    *,
-    mode: AutoresetMode,
-    next_obs: np.ndarray[Any, Any],
-    terminated: np.ndarray[Any, Any],
-    truncated: np.ndarray[Any, Any],
-    infos: dict[str, Any],
-    previous_done: np.ndarray[Any, Any],
-) -> StepRows:
-    """Which rows of a vector step are real transitions, and what they end in.
+class VectorActor:
+    """``num_envs`` environments made by ``make``; :attr:`obs` holds their current observations.
 
     Args:
-      mode: the vector environment's autoreset mode.
-      next_obs: ``[N, *obs]`` the observations ``envs.step`` returned.
-      terminated: ``[N]`` from ``envs.step``.
-      truncated: ``[N]`` from ``envs.step``.
-      infos: the info dict from ``envs.step``.
-      previous_done: ``[N]`` the previous step's ``done`` (all False after a reset).
+      make: builds one environment.
+      num_envs: how many.
+      env_id: the id, for error messages.
     """
-    done = np.logical_or(terminated, truncated)
-    if mode == AutoresetMode.NEXT_STEP:
-        # A sub-environment done on the previous step was reset by this one: no transition.
-        return StepRows(valid=~previous_done, next_obs=next_obs, done=done & ~previous_done)
-    if mode == AutoresetMode.SAME_STEP:
-        real_next = next_obs
-        if done.any():
-            real_next = next_obs.copy()
-            has_final = infos.get("_final_obs", done)
-            for i in np.flatnonzero(done & has_final):
-                real_next[i] = infos["final_obs"][i]
-        return StepRows(valid=np.ones_like(done), next_obs=real_next, done=done)
-    if mode == AutoresetMode.DISABLED:
-        return StepRows(valid=np.ones_like(done), next_obs=next_obs, done=done)
-    raise ValueError(f"unknown autoreset mode {mode!r}")
+
+    def __init__(self, make: Callable[[], gym.Env[Any, Any]], num_envs: int, env_id: str) -> None:
+        self.env_id = env_id
+        self.envs = [self._call("make", make) for _ in range(num_envs)]
+        space = self.envs[0].observation_space
+        assert isinstance(space, gym.spaces.Box)
+        self.observation_space = space
+        self.n_actions = int(self.envs[0].action_space.n)
+        self.obs: Array = np.zeros((num_envs, *space.shape), dtype=space.dtype)
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.envs)
+
+    def start(self, seed: int, snapshots: Sequence[EnvSnapshot]) -> Array:
+        """Seeds every environment, then replays each snapshot's episode so far.
+
+        For a fresh run (empty snapshots) this is the first reset; on resume it rebuilds every
+        environment exactly where the checkpoint left it. Returns :attr:`obs`.
+        """
+        for i, (env, snapshot) in enumerate(zip(self.envs, snapshots, strict=True)):
+            self.obs[i] = self._call("reset", env.reset, seed=seed + i)[0]
+            if snapshot.rng is not None:
+                try:
+                    env.unwrapped.np_random.bit_generator.state = snapshot.rng
+                except (TypeError, ValueError, KeyError) as error:
+                    raise ValueError(
+                        f"environment snapshot {i}: bad rng state ({error})"
+                    ) from error
+                self.obs[i] = self._call("reset", env.reset)[0]
+            for action in snapshot.actions:
+                self.obs[i] = self._call("step", env.step, action)[0]
+        return self.obs
+
+    def step(self, action: Array, snapshots: list[EnvSnapshot]) -> Step:
+        """Steps every environment with ``action``; resets those whose episode ended.
+
+        ``snapshots`` are advanced alongside (the action appended, the reward added; a new one
+        begun at each reset), so that a checkpoint taken after this step can rebuild the envs.
+        """
+        n = len(self.envs)
+        obs, next_obs = self.obs, np.empty_like(self.obs)
+        reward = np.empty(n, dtype=np.float64)
+        terminated = np.empty(n, dtype=np.bool_)
+        truncated = np.empty(n, dtype=np.bool_)
+        actions = action.tolist()
+        ended: list[EpisodeEnd] = []
+        self.obs = np.empty_like(obs)
+        for i, env in enumerate(self.envs):
+            try:
+                o, r, te, tr, _ = env.step(actions[i])
+            except Exception as error:
+                raise self._failed("step", error) from error
+            next_obs[i], reward[i], terminated[i], truncated[i] = o, r, te, tr
+            snapshot = snapshots[i]
+            snapshot.actions.append(actions[i])
+            snapshot.episode_return += float(r)
+            if te or tr:
+                ended.append(EpisodeEnd(i, snapshot.episode_return, len(snapshot.actions)))
+                rng = env.unwrapped.np_random.bit_generator.state
+                snapshots[i] = EnvSnapshot(rng=rng)
+                self.obs[i] = self._call("reset", env.reset)[0]
+            else:
+                self.obs[i] = o
+        return Step(obs, action, reward, next_obs, terminated, truncated, ended)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except CommandError:
+            raise
+        except Exception as error:
+            raise self._failed(what, error) from error
+
+    def _failed(self, what: str, error: Exception) -> CommandError:
+        return CommandError(
+            f"environment {self.env_id} raised in {what}: {type(error).__name__}: {error}"
+        )
+
+
+def epsilon_greedy_lazy(
+    q_values: Callable[[], torch.Tensor],
+    batch: int,
+    n_actions: int,
+    epsilon: float,
+    generator: torch.Generator,
+) -> Array:
+    """:func:`dqnkit.core.epsilon_greedy`, computing the Q-values only when some row is greedy.
+
+    Draws exactly what the core function draws, in the same order (``batch`` uniforms, then
+    ``batch`` random actions), so it returns the same actions for the same generator state
+    (tests/test_vector.py checks this); while epsilon is high most steps then need no forward
+    pass at all.
+
+    Returns:
+      ``[batch]`` int64 actions as numpy.
+    """
+    explore = torch.rand(batch, generator=generator).numpy() < np.float32(epsilon)
+    random_actions = torch.randint(0, n_actions, (batch,), generator=generator).numpy()
+    if explore.all():
+        return random_actions
+    greedy = q_values().argmax(dim=1).cpu().numpy()
+    return np.where(explore, random_actions, greedy)

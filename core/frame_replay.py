@@ -19,21 +19,39 @@ A transition is *sampleable* while its obs slot has not been overwritten (the ol
 transitions of a full ring lose it first); first slots are never sampled. :func:`sample` draws
 uniformly among the sampleable transitions.
 
+**Frame stacks** (``init(..., stack=k)``, for Atari's stacks of 4 frames): an observation is a
+stack ``[k, *frame]`` whose last frame is new at each step, so a slot stores only that frame,
+``[*frame]``, and :func:`gather` assembles the stacks of ``obs`` and ``next_obs`` from the
+stream's previous slots by following ``source``. A stack never reaches back across an episode's
+start: frames before its first slot are that first frame repeated, as Gymnasium's
+``FrameStackObservation`` pads a reset. A transition is then sampleable while every slot its
+``obs`` stack reads is still stored. With ``stack=1`` (the default) nothing of this applies.
+
 Like :mod:`dqnkit.core.replay` the buffer is pure functions over an explicit state, writing in
 place only into storage allocated by :func:`init`. The idea of storing each frame once and
 sampling around the invalid slots is the one of Dopamine's ``OutOfGraphReplayBuffer``
 (https://github.com/google/dopamine); the layout and code here are ours.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
-from dqnkit.core._checks import check_batch
+from dqnkit.core._checks import check_batch, check_positive_int
 from dqnkit.core.replay import write_segments
 from dqnkit.core.transition import Transition
 
-__all__ = ["Entry", "FrameReplayState", "add", "gather", "init", "sample", "sampleable"]
+__all__ = [
+    "Entry",
+    "FrameReplayState",
+    "add",
+    "gather",
+    "init",
+    "oldest_needed",
+    "sample",
+    "sampleable",
+]
 
 NO_SOURCE = -1  # the ``source`` of a first slot, and ``latest`` of a stream not yet started
 
@@ -76,6 +94,8 @@ class FrameReplayState(NamedTuple):
       latest: ``[streams]`` int64, the write number of each stream's newest slot (its current
         observation), :data:`NO_SOURCE` before the stream's first.
       written: the number of slots written since :func:`init`.
+      stack: the number ``k`` of frames per observation; with ``k > 1`` ``obs`` holds one
+        frame per slot, ``[capacity, *frame]``, and observations are ``[k, *frame]``.
     """
 
     obs: torch.Tensor
@@ -85,6 +105,7 @@ class FrameReplayState(NamedTuple):
     source: torch.Tensor
     latest: torch.Tensor
     written: int
+    stack: int = 1
 
     @property
     def capacity(self) -> int:
@@ -112,6 +133,8 @@ def init(
     example: Transition,
     streams: int = 1,
     device: torch.device | str | None = None,
+    *,
+    stack: int = 1,
 ) -> FrameReplayState:
     """Allocates an empty ring of ``capacity`` slots for rows shaped and typed like ``example``.
 
@@ -120,11 +143,12 @@ def init(
       example: one transition (no leading dimension); ``next_obs`` must match ``obs``.
       streams: how many environments write into the ring, each with its own episodes.
       device: where the storage lives; ``example.obs``'s device when None.
+      stack: ``k > 1`` when ``example.obs`` is a stack ``[k, *frame]`` of frames, newest last:
+        each slot then stores one frame and stacks are assembled at sample time.
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-        raise ValueError(f"capacity must be a positive int, got {capacity!r}")
-    if isinstance(streams, bool) or not isinstance(streams, int) or streams <= 0:
-        raise ValueError(f"streams must be a positive int, got {streams!r}")
+    check_positive_int("capacity", capacity)
+    check_positive_int("streams", streams)
+    check_positive_int("stack", stack)
     if capacity <= streams:
         raise ValueError(
             f"capacity ({capacity}) must exceed streams ({streams}): a transition's obs is "
@@ -138,19 +162,25 @@ def init(
             f"{tuple(example.obs.shape)} {example.obs.dtype} and "
             f"{tuple(example.next_obs.shape)} {example.next_obs.dtype}"
         )
+    if stack > 1 and (example.obs.dim() == 0 or example.obs.shape[0] != stack):
+        raise ValueError(
+            f"with stack={stack}, example.obs must be a stack [{stack}, *frame] of frames, "
+            f"got shape {tuple(example.obs.shape)}"
+        )
     where = example.obs.device if device is None else torch.device(device)
 
     def empty(like: torch.Tensor) -> torch.Tensor:
         return torch.empty((capacity, *like.shape), dtype=like.dtype, device=where)
 
     return FrameReplayState(
-        obs=empty(example.obs),
+        obs=empty(example.obs[-1] if stack > 1 else example.obs),
         action=empty(example.action),
         reward=empty(example.reward),
         terminated=empty(example.terminated),
         source=torch.full((capacity,), NO_SOURCE, dtype=torch.int64, device=where),
         latest=torch.full((streams,), NO_SOURCE, dtype=torch.int64, device=where),
         written=0,
+        stack=stack,
     )
 
 
@@ -159,11 +189,20 @@ def add(state: FrameReplayState, entries: Entry) -> FrameReplayState:
 
     Within ``entries`` the slots are in the order they happened; a transition's obs is the
     previous slot of its stream in ``entries``, or the stream's latest slot before this call.
+    With ``stack > 1``, ``entries.obs`` may be the stacks ``[M, k, *frame]`` (only their last,
+    newest frame is stored) or the new frames ``[M, *frame]``.
 
     Raises:
       ValueError: shapes or dtypes that do not fit the storage, a stream out of range, or a
         transition of a stream that has no observation yet (write its first one before).
     """
+    if state.stack > 1 and entries.obs.dim() == state.obs.dim() + 1:
+        if entries.obs.shape[1] != state.stack:
+            raise ValueError(
+                f"entries.obs has shape {tuple(entries.obs.shape)}: stacks of "
+                f"{entries.obs.shape[1]} frames, expected {state.stack}"
+            )
+        entries = entries._replace(obs=entries.obs[:, -1])
     count = _check_entries(state, entries)
     device = state.obs.device
     stream = entries.stream.to(device=device, dtype=torch.int64)
@@ -210,12 +249,69 @@ def sampleable(state: FrameReplayState) -> torch.Tensor:
     slots = torch.arange(size, dtype=torch.int64, device=state.obs.device)
     if state.written > state.capacity:
         slots = (slots + state.cursor) % state.capacity
+    if state.stack > 1:
+        return slots[oldest_needed(state, slots) >= _oldest_kept(state)]
     return slots[state.source[slots] >= _oldest_kept(state)]
+
+
+def oldest_needed(state: FrameReplayState, index: torch.Tensor) -> torch.Tensor:
+    """The write number of the oldest slot each transition in slots ``index`` reads.
+
+    That is its obs slot (``source``), or with ``stack = k`` the slot of the oldest frame of
+    its obs stack, ``k - 1`` steps further back in its episode (or the episode's first slot).
+    The transition is sampleable exactly while this slot is still stored; first slots, and
+    transitions whose chain of slots is already broken, give :data:`NO_SOURCE`.
+    """
+    source = state.source.index_select(0, index)
+    if state.stack == 1:
+        return source
+    oldest = _oldest_kept(state)
+    chain = _chain(state, index)
+    valid = (chain[:, 1:] >= oldest).all(dim=1)
+    return torch.where(valid, chain[:, -1], NO_SOURCE)
+
+
+def _chain(state: FrameReplayState, index: torch.Tensor) -> torch.Tensor:
+    """``[B, k + 1]`` the slots a stack of ``k`` frames reads, newest first, as write numbers.
+
+    Column 0 is the transition's own slot (``next_obs``'s newest frame), column 1 its obs
+    slot, and each further column the previous slot of the episode, or the same slot again
+    once the episode's first slot is reached: ``obs`` stacks columns ``k..1``, ``next_obs``
+    columns ``k - 1..0``. Only meaningful while every number in it is still stored.
+    """
+    capacity = state.capacity
+    last = state.written - 1
+    # The write number held by slot s: the latest n <= written - 1 with n % capacity == s.
+    links = [last - (last - index) % capacity]
+    current = state.source.index_select(0, index)
+    links.append(current)
+    for _ in range(state.stack - 1):
+        previous = state.source.index_select(0, current.clamp(min=0) % capacity)
+        # A first slot (no source) is repeated: a stack never reaches into the last episode.
+        current = torch.where(previous == NO_SOURCE, current, previous)
+        links.append(current)
+    return torch.stack(links, dim=1)
 
 
 def gather(state: FrameReplayState, index: torch.Tensor) -> Transition:
     """The transitions in slots ``index`` (each sampleable), as fresh tensors ``[B, ...]``."""
+    if state.stack > 1:
+        return _gather_stacks(state, index)
     return _gather(state, index, state.source.index_select(0, index))
+
+
+def _gather_stacks(state: FrameReplayState, index: torch.Tensor) -> Transition:
+    k, frame = state.stack, state.obs.shape[1:]
+    # Oldest frame first, as the stacks were observed.
+    slots = _chain(state, index).flip(1) % state.capacity
+    batch = index.shape[0]
+    return Transition(
+        obs=state.obs.index_select(0, slots[:, :k].reshape(-1)).view(batch, k, *frame),
+        action=state.action.index_select(0, index),
+        reward=state.reward.index_select(0, index),
+        next_obs=state.obs.index_select(0, slots[:, 1:].reshape(-1)).view(batch, k, *frame),
+        terminated=state.terminated.index_select(0, index),
+    )
 
 
 def _gather(state: FrameReplayState, index: torch.Tensor, source: torch.Tensor) -> Transition:
@@ -238,8 +334,7 @@ def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator)
     Raises:
       ValueError: no transition is sampleable yet, or ``batch_size`` is not a positive int.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     size, oldest, device = state.size, _oldest_kept(state), state.obs.device
     if size == 0:
         raise ValueError("cannot sample from an empty replay buffer (nothing written)")
@@ -249,6 +344,8 @@ def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator)
 
     # Slots [0, size) are exactly the written ones: writes start at slot 0 and wrap only once full.
     index = draw(batch_size, size)
+    if state.stack > 1:
+        return _sample_stacks(state, index, draw)
     for _ in range(_REDRAWS):
         source = state.source.index_select(0, index)
         bad = source < oldest
@@ -265,6 +362,28 @@ def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator)
             )
         index = torch.where(bad, valid[draw(batch_size, int(valid.numel()))], index)
     return gather(state, index)
+
+
+def _sample_stacks(
+    state: FrameReplayState, index: torch.Tensor, draw: Callable[[int, int], torch.Tensor]
+) -> Transition:
+    """:func:`sample`'s redraws, for stacks: a draw is bad while its obs stack is not stored."""
+    size, oldest, batch_size = state.size, _oldest_kept(state), int(index.shape[0])
+    for _ in range(_REDRAWS):
+        bad = oldest_needed(state, index) < oldest
+        if not bool(bad.any()):
+            return _gather_stacks(state, index)
+        index = torch.where(bad, draw(batch_size, size), index)
+    bad = oldest_needed(state, index) < oldest
+    if bool(bad.any()):
+        valid = sampleable(state)
+        if valid.numel() == 0:
+            raise ValueError(
+                "no transition to sample yet: no stored transition has its obs stack still "
+                "stored (the ring holds only episodes' first observations, or is too small)"
+            )
+        index = torch.where(bad, valid[draw(batch_size, int(valid.numel()))], index)
+    return _gather_stacks(state, index)
 
 
 def _oldest_kept(state: FrameReplayState) -> int:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from dqnkit.core._checks import check_batch
+from dqnkit.core._checks import check_batch, check_positive_int
 from dqnkit.core.transition import Transition
 
 __all__ = ["ReplayState", "add", "init", "sample", "write_segments"]
@@ -56,8 +56,7 @@ def init(
     Returns:
       A state with ``cursor == size == 0`` and uninitialised storage.
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-        raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+    check_positive_int("capacity", capacity)
     if not isinstance(example, Transition):
         raise ValueError(f"example must be a Transition, got {type(example).__name__}")
     storage = Transition(
@@ -132,8 +131,7 @@ def sample(state: ReplayState, batch_size: int, generator: torch.Generator) -> T
     """
     if state.size == 0:
         raise ValueError("cannot sample from an empty replay buffer (size 0)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     # Rows [0, size) are exactly the written ones: writes start at row 0 and wrap only once full.
     index = torch.randint(
         0, state.size, (batch_size,), generator=generator, device=generator.device

@@ -1,12 +1,15 @@
 """TrainConfig, presets, and the loop's small pure helpers."""
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dqnkit.adapters import PRESETS, CommandError, TrainConfig, config_for
-from dqnkit.adapters.train import _crossings, _passes_gate
+from dqnkit.adapters.evaluation import EvalResult
+from dqnkit.adapters.loop_state import LoopState
+from dqnkit.adapters.train import _crossings, _periodic_evaluation
 
 
 def test_every_field_is_documented_for_the_cli() -> None:
@@ -53,6 +56,25 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"hidden": ()}, "--hidden"),
         ({"epsilon_schedule": "cosine"}, "--epsilon-schedule"),
         ({"learning_starts": -1}, "--learning-starts must be non-negative"),
+        ({"learning_rate": float("inf")}, "--learning-rate must be a finite number"),
+        ({"learning_rate": float("nan")}, "--learning-rate must be a finite number"),
+        ({"max_grad_norm": float("nan")}, "--max-grad-norm must be a finite number"),
+        ({"huber_delta": float("inf")}, "--huber-delta must be a finite number"),
+        ({"gamma": float("nan")}, "--gamma must be a finite number"),
+        ({"stop_return": float("inf")}, "--stop-return must be a finite number"),
+        ({"seed": -1}, "--seed must be in"),
+        ({"seed": 2**64}, "--seed must be in"),
+        ({"device": "bogus"}, "--device 'bogus' is not a torch device"),
+        ({"device": "cuda:7"}, "--device cuda:7"),
+        ({"device": "meta"}, "dqnkit trains on cpu, cuda or mps"),
+        ({"frames": 2}, "--frames and --frame-mode apply only with --pixels"),
+        ({"frame_mode": "stack"}, "--frames and --frame-mode apply only with --pixels"),
+        ({"pixels": True, "total_steps": 5_000}, "would never learn"),
+        ({"hidden": (10**9, 10**9)}, "needs more memory than this machine has"),
+        ({"buffer_size": 10**15}, "--buffer-size 1000000000000000 cannot fit"),
+        ({"batch_size": 10**15}, "--batch-size 1000000000000000 cannot fit"),
+        ({"learning_rate": "0.1"}, "--learning-rate has the wrong type"),
+        ({"num_envs": True}, "--num-envs has the wrong type"),
     ],
 )
 def test_bad_values_fail_up_front(overrides: dict[str, object], message: str) -> None:
@@ -74,9 +96,48 @@ def test_crossings_counts_multiples_in_the_half_open_interval() -> None:
     assert _crossings(0, 0, 5) == 0
 
 
-def test_evaluation_gate() -> None:
-    rows = [{"episode_return": 500.0}] * 9
-    assert _passes_gate(None, [])
-    assert not _passes_gate(400.0, rows)  # fewer than 10 episodes yet
-    assert _passes_gate(400.0, [{"episode_return": 300.0}, *rows])  # mean 480
-    assert not _passes_gate(490.0, [{"episode_return": 300.0}, *rows])
+def test_the_evaluation_gate_is_a_greedy_probe() -> None:
+    """The gate looks at one greedy episode, so a solved agent is noticed however low epsilon
+    keeps the training returns; a full evaluation that reaches stop_return marks the step."""
+    asked: list[int] = []
+
+    def evaluate(returns: list[float]) -> Callable[[int], EvalResult]:
+        def run(episodes: int) -> EvalResult:
+            asked.append(episodes)
+            return EvalResult(returns[:episodes], [1] * episodes)
+
+        return run
+
+    config = config_for("CartPole-v1", eval_gate=400.0, stop_return=500.0, eval_episodes=3)
+    state = LoopState(step=7_000)
+    assert not _periodic_evaluation(config, state, evaluate([399.0, 500, 500]))
+    assert asked == [1]
+    assert state.evaluations == []
+    assert not _periodic_evaluation(config, state, evaluate([400.0, 500, 480]))
+    assert asked == [1, 1, 3]
+    assert state.evaluations[-1].mean_return == pytest.approx(460.0)
+    assert _periodic_evaluation(config, state, evaluate([500.0, 500, 500]))
+    assert state.solved_at == 7_000
+    ungated = config_for("CartPole-v1", eval_gate=None, eval_episodes=2)
+    asked.clear()
+    _periodic_evaluation(ungated, LoopState(), evaluate([1.0, 2.0]))
+    assert asked == [2]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty or corrupt"),
+        ('{"env_id": "CartPole-v1", ', "is empty or corrupt"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"env_id": "CartPole-v1", "episoda": 3}', "unknown settings"),
+        ('{"env_id": "CartPole-v1", "gamma": "high"}', "--gamma has the wrong type"),
+    ],
+)
+def test_a_damaged_config_file_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    from dqnkit.adapters.rundir import read_config
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(CommandError, match=message) as error:
+        read_config(tmp_path)
+    assert "\n" not in str(error.value)

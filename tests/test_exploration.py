@@ -101,3 +101,14 @@ def test_epsilon_greedy_rejects_bad_input() -> None:
         epsilon_greedy(torch.zeros(3), 0.1, g)
     with pytest.raises(ValueError, match="epsilon"):
         epsilon_greedy(torch.zeros(1, 3), 1.5, g)
+
+
+def test_epsilon_greedy_rejects_q_values_without_actions() -> None:
+    with pytest.raises(ValueError, match="at least one action"):
+        epsilon_greedy(torch.zeros(3, 0), 0.5, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("decay", [0.0, -1.0, -1e-9])
+def test_exponential_epsilon_rejects_a_non_positive_decay(decay):
+    with pytest.raises(ValueError, match="decay must be positive"):
+        exponential_epsilon(10, 1.0, 0.1, decay)

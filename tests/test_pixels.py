@@ -1,5 +1,6 @@
 """Pixels: the preprocessing maths by hand, the wrapper, and a short train-resume-export run."""
 
+import itertools
 import json
 import signal
 import subprocess
@@ -43,7 +44,17 @@ from tests.runs import rewind_to_first_checkpoint
 )
 def test_view_follows_the_cart_and_stops_at_both_edges(cart_x: float, start: int) -> None:
     assert view_start(cart_x, x_threshold=2.4, screen_width=600, view_width=320, factor=4) == start
-    assert 0 <= start <= 600 // 4 - 320 // 4
+
+
+def test_the_view_never_leaves_the_screen_and_moves_with_the_cart() -> None:
+    starts = [
+        view_start(float(x), x_threshold=2.4, screen_width=600, view_width=320, factor=4)
+        for x in np.linspace(-3.0, 3.0, 241)  # past both edges too
+    ]
+    # The window's 80 downsampled columns lie within the band's 150, whatever the position.
+    assert min(starts) == 0
+    assert max(starts) == 150 - 80
+    assert all(a <= b for a, b in itertools.pairwise(starts))
 
 
 def test_downsample_band_is_the_rounded_block_mean_of_the_green_channel() -> None:

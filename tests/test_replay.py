@@ -180,7 +180,17 @@ def test_sample_is_uniform_over_written_rows() -> None:
     assert (counts[:4] - 10_000).abs().max().item() < 450
 
 
-def test_replay_state_is_a_plain_record() -> None:
-    state = replay.init(2, cartpole_row())
-    assert isinstance(state, ReplayState)
-    assert state._replace(cursor=1).cursor == 1
+def test_add_returns_a_new_state_and_leaves_the_old_one_as_it_was() -> None:
+    # A pure function over a plain record: add returns a new ReplayState holding the same
+    # storage tensors (written in place) and never changes the one it was given.
+    state = replay.init(3, cartpole_row())
+    after = replay.add(state, rows_with_ids([7, 8]))
+    assert type(after) is ReplayState
+    assert ReplayState._fields == ("storage", "cursor", "size")
+    assert (state.cursor, state.size) == (0, 0)
+    assert (after.cursor, after.size) == (2, 2)
+    assert all(a is b for a, b in zip(after.storage, state.storage, strict=True))
+    again = replay.add(after, rows_with_ids([9, 10]))
+    assert (after.cursor, after.size) == (2, 2)
+    assert (again.cursor, again.size) == (1, 3)
+    assert again.capacity == 3

@@ -1,7 +1,9 @@
 """Training end to end: files, determinism, kill-and-resume, Ctrl-C, and bad input."""
 
 import csv
+import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -12,14 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from dqnkit.adapters import TrainConfig, evaluate, train
+from dqnkit.adapters import Progress, TrainConfig, evaluate, train
 from dqnkit.adapters.cli import main
 from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
+from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import run_episodes
 from dqnkit.export.weights import load_weights
 from tests.runs import rewind_to_first_checkpoint
@@ -194,6 +199,17 @@ def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(
     assert resumed.returncode == 0, err
     assert comparable_metrics(run_dir) == comparable_metrics(reference_run)
     assert weights_of(run_dir) == weights_of(reference_run)
+    # TensorBoard holds each episode once, even in the raw event files (no purge applied).
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(run_dir), purge_orphaned_data=False)
+    for events_file in sorted(run_dir.glob("events.out.tfevents.*")):
+        single = accumulator.EventAccumulator(str(events_file), purge_orphaned_data=False)
+        single.Reload()
+        steps = [e.step for e in single.Scalars("charts/episodic_return")]
+        assert steps == sorted(steps)
+    events.Reload()
+    logged = [e.step for e in events.Scalars("charts/episodic_return")]
+    assert logged == [int(r["step"]) for r in comparable_metrics(run_dir)]
 
 
 @pytest.mark.slow
@@ -219,7 +235,17 @@ def test_corrupted_checkpoint_is_refused_and_nothing_is_overwritten(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "truncated or corrupted" in err
+    previous = run_dir / "checkpoints" / "step-0000002000.safetensors"
+    assert (
+        f"previous checkpoint loads cleanly: resume from it with dqnkit train --resume {previous}"
+        in err
+    )
     assert tree_digest(run_dir) == before
+    # Following the advice redoes the last 1,000 steps exactly.
+    (run_dir / "policy.safetensors").unlink()
+    assert main(["train", "--resume", str(previous), "--quiet"]) == 0
+    assert comparable_metrics(run_dir) == comparable_metrics(reference_run)
+    assert weights_of(run_dir) == weights_of(reference_run)
 
 
 @pytest.mark.parametrize(
@@ -281,3 +307,214 @@ def test_resume_with_several_envs_from_an_earlier_checkpoint_is_exact(tmp_path: 
     train(config, resume=copy, quiet=True)
     assert comparable_metrics(copy) == comparable_metrics(straight)
     assert weights_of(copy) == weights_of(straight)
+
+
+def test_on_checkpoint_reports_each_checkpoint_as_it_is_written(tmp_path: Path) -> None:
+    seen: list[Progress] = []
+
+    def hook(progress: Progress) -> None:
+        assert progress.checkpoint.is_file()  # called after the write, not before
+        seen.append(progress)
+
+    result = train(short_config(tmp_path, total_steps=2_000), quiet=True, on_checkpoint=hook)
+    assert [(p.step, p.final) for p in seen] == [(1_000, False), (2_000, False), (2_000, True)]
+    assert all(p.run_dir == result.run_dir for p in seen)
+    assert [p.checkpoint.name for p in seen][-1] == "step-0000002000.safetensors"
+    rows = comparable_metrics(result.run_dir)
+    assert seen[-1].episodes == len(rows)
+    recent = [float(r["episode_return"]) for r in rows[-100:]]
+    assert seen[-1].recent_return == pytest.approx(sum(recent) / len(recent))
+    assert seen[-1].eval_return is None  # no periodic evaluation in this config
+
+
+@pytest.mark.slow
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    proc = run_cli(*cli_args(tmp_path))
+    wait_for("*/checkpoints/step-0000001000.safetensors", tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "dqnkit train --resume" in out
+
+
+class _Scripted(gym.Env[np.ndarray, int]):
+    """CartPole-shaped episodes of 20 steps; subclasses break one thing."""
+
+    observation_space = gym.spaces.Box(-10, 10, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)  # type: ignore[assignment]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, 4).astype(np.float32), {}
+
+    def step(self, action: int) -> Any:
+        self.t += 1
+        obs = self.np_random.uniform(-1, 1, 4).astype(np.float32)
+        return obs, self.reward(), self.t == 20, False, {}
+
+    def reward(self) -> float:
+        return 1.0
+
+
+class _NanRewardAfterAWhile(_Scripted):
+    steps = 0
+
+    def reward(self) -> float:
+        _NanRewardAfterAWhile.steps += 1
+        return float("nan") if _NanRewardAfterAWhile.steps > 1_500 else 1.0
+
+
+class _RaisesInStep(_Scripted):
+    def step(self, action: int) -> Any:
+        raise RuntimeError("the physics engine exploded")
+
+
+class _InterruptsAtStartUp(_Scripted):
+    def __init__(self) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+
+for _name, _cls in [
+    ("NanReward", _NanRewardAfterAWhile),
+    ("RaisesInStep", _RaisesInStep),
+    ("InterruptsAtStartUp", _InterruptsAtStartUp),
+    ("Scripted", _Scripted),
+]:
+    if f"dqnkit-test/{_name}-v0" not in gym.registry:
+        gym.register(f"dqnkit-test/{_name}-v0", entry_point=_cls)  # type: ignore[arg-type]
+
+
+def test_a_loss_going_non_finite_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _NanRewardAfterAWhile.steps = 0
+    argv = cli_args(tmp_path)
+    argv[1] = "dqnkit-test/NanReward-v0"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "training diverged at step" in err
+    assert "the TD loss is nan" in err
+    (run_dir,) = tmp_path.iterdir()
+    kept = run_dir / "checkpoints" / "step-0000001000.safetensors"
+    assert f"the last good checkpoint is {kept}" in err
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [kept.name]
+    assert not (run_dir / "policy.safetensors").exists()
+
+
+def test_an_environment_that_raises_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    config = dataclasses.replace(short_config(tmp_path), env_id="dqnkit-test/RaisesInStep-v0")
+    with pytest.raises(
+        CommandError, match="environment dqnkit-test/RaisesInStep-v0 raised in step"
+    ):
+        train(config, quiet=True)
+
+
+def test_ctrl_c_during_start_up_or_the_final_evaluation_is_an_interrupt_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = dataclasses.replace(
+        short_config(tmp_path), env_id="dqnkit-test/InterruptsAtStartUp-v0"
+    )
+    result = train(config, quiet=True)
+    assert result.interrupted
+    assert result.steps == 0
+    assert (result.run_dir / "checkpoints" / "step-0000000000.safetensors").is_file()
+
+    train_module = importlib.import_module("dqnkit.adapters.train")
+    real = train_module.evaluate_policy
+
+    def interrupted_final(*args: Any, **kwargs: Any) -> Any:
+        signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate_policy", interrupted_final)
+    result = train(short_config(tmp_path, total_steps=600), quiet=True)
+    assert result.interrupted
+    assert result.steps == 600
+    assert not (result.run_dir / "policy.safetensors").exists()
+
+
+def test_a_run_directory_is_locked_while_a_process_trains_in_it(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    from dqnkit.adapters import rundir
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    held = rundir.lock(run_dir)
+    try:
+        with pytest.raises(CommandError, match="is locked: another process is training in it"):
+            train(TrainConfig(env_id=""), resume=run_dir, quiet=True)
+    finally:
+        held.close()
+
+
+def test_resume_cleans_stale_temporaries_and_refuses_another_env(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    run_dir = rewind_to_first_checkpoint(reference_run, tmp_path / "run")
+    stale = [run_dir / ".metrics.csv.abc123.tmp", run_dir / "checkpoints" / ".step-x.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    with pytest.raises(CommandError, match="trains CartPole-v1, not Acrobot-v1"):
+        train(TrainConfig(env_id="Acrobot-v1"), resume=run_dir, quiet=True)
+    train(TrainConfig(env_id="CartPole-v1"), resume=run_dir, quiet=True)
+    assert not any(path.exists() for path in stale)
+    assert comparable_metrics(run_dir) == comparable_metrics(reference_run)
+
+
+@pytest.mark.parametrize("out", ["file", "x" * 300])
+def test_an_unusable_out_folder_is_one_line(tmp_path: Path, out: str) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CommandError, match="cannot create the run directory"):
+        train(short_config(tmp_path / out), quiet=True)
+
+
+def test_the_run_announces_itself_and_its_solve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    printed_before_first_checkpoint: list[str] = []
+    config = short_config(
+        tmp_path, eval_every=500, eval_episodes=2, eval_gate=None, stop_return=5.0
+    )
+    result = train(
+        config,
+        on_checkpoint=lambda p: printed_before_first_checkpoint.append(capsys.readouterr().out),
+    )
+    assert result.solved_at == 500  # any policy balances CartPole 5 steps
+    assert result.solved_return is not None
+    assert result.solved_return >= 5.0
+    first = printed_before_first_checkpoint[0]
+    assert f"run directory: {result.run_dir}\nconfig: {result.run_dir / 'config.json'}" in first
+    assert f"solved at step 500 (greedy mean {result.solved_return:.2f})" in first
+    assert json.loads((result.run_dir / "evaluation.json").read_text())["solved_at"] == 500
+
+
+def test_resume_with_prioritized_replay_dueling_and_double_dqn_is_exact(tmp_path: Path) -> None:
+    """Every option of the second wave on: the sum tree, its largest priority and the annealed
+    beta come back from the checkpoint, so resuming ends exactly like the straight run."""
+    config = short_config(
+        tmp_path,
+        num_envs=2,
+        total_steps=1_800,
+        checkpoint_every=600,
+        learning_starts=300,
+        prioritized=True,
+        dueling=True,
+        double_dqn=True,
+    )
+    straight = train(config, quiet=True).run_dir
+    with safe_open(str(sorted((straight / "checkpoints").iterdir())[0]), framework="pt") as f:
+        replay_meta = json.loads(f.metadata()["dqnkit.checkpoint"])["replay"]
+    assert replay_meta["kind"] == "prioritized"
+    assert replay_meta["max_priority"] > 1.0  # priorities were written back from TD errors
+    copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
+    train(config, resume=copy, quiet=True)
+    assert comparable_metrics(copy) == comparable_metrics(straight)
+    assert weights_of(copy) == weights_of(straight)
+    assert "value.weight" in weights_of(straight)  # the dueling head was trained and saved
+    uniform = train(dataclasses.replace(config, prioritized=False), quiet=True).run_dir
+    assert weights_of(uniform) != weights_of(straight)

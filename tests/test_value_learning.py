@@ -175,3 +175,38 @@ def test_huber_loss_is_continuous_at_plus_minus_delta(delta):
         assert at == pytest.approx(0.5 * delta**2, rel=1e-12)
         assert left == pytest.approx(at, rel=1e-6)
         assert right == pytest.approx(at, rel=1e-6)
+
+
+@given(st.lists(st.floats(allow_nan=False, width=32), min_size=1, max_size=16), deltas)
+def test_huber_loss_gradient_is_exactly_the_clamp_in_float32(values, delta):
+    x = torch.tensor(values, dtype=torch.float32, requires_grad=True)
+    huber_loss(x, delta).sum().backward()
+    assert x.grad is not None
+    assert torch.equal(x.grad, x.detach().clamp(-delta, delta))
+
+
+def test_huber_loss_gradient_of_a_tiny_error_is_the_error_in_float32() -> None:
+    # delta + (min(|x|, delta) - delta) cancels to 0 in float32 for |x| << delta: not here.
+    x = torch.tensor([2e-8, -2e-8, 1e-30], dtype=torch.float32, requires_grad=True)
+    huber_loss(x).sum().backward()
+    assert x.grad is not None
+    assert torch.equal(x.grad, x.detach())
+    assert x.grad[0].item() == torch.tensor(2e-8, dtype=torch.float32).item()
+
+
+def test_huber_loss_gradient_is_nan_at_nan_and_delta_at_inf() -> None:
+    x = torch.tensor([math.nan, math.inf, -math.inf], dtype=torch.float32, requires_grad=True)
+    loss = huber_loss(x, 2.0)
+    assert math.isnan(loss[0].item())
+    assert loss[1:].tolist() == [math.inf, math.inf]
+    loss.sum().backward()
+    assert x.grad is not None
+    assert math.isnan(x.grad[0].item())
+    assert x.grad[1:].tolist() == [2.0, -2.0]
+
+
+def test_huber_loss_gradient_scales_with_the_upstream_gradient() -> None:
+    x = torch.tensor([0.5, -3.0], requires_grad=True)
+    (huber_loss(x) * torch.tensor([2.0, 3.0])).sum().backward()
+    assert x.grad is not None
+    assert x.grad.tolist() == [1.0, -3.0]

@@ -1,105 +1,161 @@
-"""No fake reset transition enters replay, whatever the vector env's autoreset mode."""
+"""The actor: every transition real, episodes never spliced, and envs rebuilt exactly."""
 
+import copy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+import torch
 
-from dqnkit.adapters.vector import step_rows
+from dqnkit.adapters.errors import CommandError
+from dqnkit.adapters.loop_state import EnvSnapshot
+from dqnkit.adapters.vector import VectorActor, epsilon_greedy_lazy
+from dqnkit.core import epsilon_greedy
 
 
 class ScriptedEnv(gym.Env[np.ndarray, int]):
-    """Observations are [episode, t]. Episode k lasts 2 + k % 3 steps; even episodes
-    terminate, odd ones are truncated (a time limit), so both kinds of ending occur."""
+    """Observations are [episode, t, noise], noise drawn from np_random at each reset. An
+    episode lasts 2 + noise % 3 steps and terminates when noise is even, else is truncated (a
+    time limit): an env rebuilt from a snapshot continues identically only if its generator
+    was restored."""
 
-    observation_space = gym.spaces.Box(-1e6, 1e6, (2,), np.float32)
+    observation_space = gym.spaces.Box(-1e6, 1e6, (3,), np.float32)
     action_space = gym.spaces.Discrete(2)  # type: ignore[assignment]
 
     def __init__(self) -> None:
         self.episode = -1
         self.t = 0
+        self.noise = 0.0
 
     def _obs(self) -> np.ndarray:
-        return np.array([self.episode, self.t], dtype=np.float32)
+        return np.array([self.episode, self.t, self.noise], dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         super().reset(seed=seed)
         self.episode += 1
         self.t = 0
+        self.noise = float(self.np_random.integers(0, 1000))
         return self._obs(), {}
 
     def step(self, action: int) -> Any:
         self.t += 1
-        end = self.t == 2 + self.episode % 3
-        terminated = end and self.episode % 2 == 0
-        truncated = end and self.episode % 2 == 1
-        return self._obs(), 1.0, terminated, truncated, {}
+        end = self.t == length(self.noise)
+        even = self.noise % 2 == 0
+        return self._obs(), float(10 * self.t + action), end and even, end and not even, {}
 
 
-def collect(mode: AutoresetMode, num_envs: int, steps: int) -> list[tuple[Any, ...]]:
-    envs = SyncVectorEnv([ScriptedEnv for _ in range(num_envs)], autoreset_mode=mode)
-    assert envs.metadata["autoreset_mode"] == mode
-    obs, _ = envs.reset(seed=0)
-    previous_done = np.zeros(num_envs, dtype=bool)
-    transitions = []
-    for _ in range(steps):
-        next_obs, _, terminated, truncated, infos = envs.step(np.zeros(num_envs, dtype=np.int64))
-        rows = step_rows(
-            mode=mode,
-            next_obs=next_obs,
-            terminated=terminated,
-            truncated=truncated,
-            infos=infos,
-            previous_done=previous_done,
-        )
-        for i in np.flatnonzero(rows.valid):
-            transitions.append(
-                (obs[i].copy(), rows.next_obs[i].copy(), bool(terminated[i]), bool(truncated[i]))
+def length(noise: float) -> int:
+    return 2 + int(noise) % 3
+
+
+def tape(num_envs: int, steps: int) -> list[tuple[Any, ...]]:
+    actor = VectorActor(ScriptedEnv, num_envs, "Scripted")
+    snapshots = [EnvSnapshot() for _ in range(num_envs)]
+    actor.start(seed=0, snapshots=snapshots)
+    events: list[tuple[Any, ...]] = []
+    for t in range(steps):
+        step = actor.step(np.arange(num_envs) % 2 ^ t % 2, snapshots)
+        for i in range(num_envs):
+            events.append(
+                (
+                    i,
+                    tuple(step.obs[i]),
+                    int(step.action[i]),
+                    float(step.reward[i]),
+                    tuple(step.next_obs[i]),
+                    bool(step.terminated[i]),
+                    bool(step.truncated[i]),
+                )
             )
-        previous_done = rows.done
-        obs = next_obs
-        if mode == AutoresetMode.DISABLED and rows.done.any():
-            reset_obs, _ = envs.reset(options={"reset_mask": rows.done})
-            obs = np.where(rows.done[:, None], reset_obs, next_obs)
-    return transitions
+        for end in step.ended:
+            events.append(("end", end.env, end.episode_return, end.length))
+    return events
 
 
-@pytest.mark.parametrize("mode", list(AutoresetMode))
 @pytest.mark.parametrize("num_envs", [1, 3])
-def test_every_transition_is_real(mode: AutoresetMode, num_envs: int) -> None:
-    transitions = collect(mode, num_envs, steps=40)
-    assert len(transitions) > 20
+def test_every_transition_is_one_step_of_one_episode(num_envs: int) -> None:
+    events = tape(num_envs, steps=20)
+    transitions = [e for e in events if e[0] != "end"]
     endings = set()
-    for obs, next_obs, terminated, truncated in transitions:
-        episode, t = obs
-        # Within one episode, one step later: never across a reset.
+    for _, obs, action, reward, next_obs, terminated, truncated in transitions:
+        episode, t, noise = obs
         assert next_obs[0] == episode
+        assert next_obs[2] == noise
         assert next_obs[1] == t + 1
-        length = 2 + int(episode) % 3
-        assert terminated == (next_obs[1] == length and episode % 2 == 0)
-        assert truncated == (next_obs[1] == length and episode % 2 == 1)
+        assert reward == 10 * (t + 1) + action
+        end = next_obs[1] == length(noise)
+        assert terminated == (end and noise % 2 == 0)
+        assert truncated == (end and noise % 2 == 1)
         endings.add((terminated, truncated))
     assert endings == {(False, False), (True, False), (False, True)}
+    # Each env's episodes are 0, 1, 2... in order, each starting at t = 0, none skipped.
+    for i in range(num_envs):
+        starts = [e[1][0] for e in transitions if e[0] == i and e[1][1] == 0]
+        assert starts == list(range(len(starts)))
 
 
-@pytest.mark.parametrize("mode", list(AutoresetMode))
-def test_no_step_of_an_episode_is_lost(mode: AutoresetMode) -> None:
-    transitions = collect(mode, 1, steps=30)
-    seen = [(int(o[0]), int(o[1])) for o, *_ in transitions]
-    finished = {e for e, t in seen if t + 1 == 2 + e % 3}
-    for e in finished:
-        assert [t for ep, t in seen if ep == e] == list(range(2 + e % 3))
+def test_episode_ends_report_return_and_length() -> None:
+    events = tape(1, steps=30)
+    expected, total, steps = [], 0.0, 0
+    for event in events:
+        if event[0] == "end":
+            continue
+        total, steps = total + event[3], steps + 1
+        if event[5] or event[6]:
+            expected.append(("end", 0, total, steps))
+            total, steps = 0.0, 0
+    ends = [e for e in events if e[0] == "end"]
+    assert len(ends) >= 5
+    assert ends == expected
 
 
-def test_next_step_mode_would_leak_a_fake_transition_without_the_mask() -> None:
-    """The pitfall itself: in NEXT_STEP mode the step after a done spans two episodes."""
-    envs = SyncVectorEnv([ScriptedEnv], autoreset_mode=AutoresetMode.NEXT_STEP)
-    obs, _ = envs.reset(seed=0)
-    spans = []
-    for _ in range(6):
-        next_obs, *_ = envs.step(np.zeros(1, dtype=np.int64))
-        spans.append(obs[0][0] != next_obs[0][0])
-        obs = next_obs
-    assert any(spans)
+def test_a_rebuilt_actor_continues_exactly() -> None:
+    """Snapshots taken mid-episode rebuild envs whose next steps equal the originals'."""
+    actor = VectorActor(ScriptedEnv, 2, "Scripted")
+    snapshots = [EnvSnapshot() for _ in range(2)]
+    actor.start(seed=5, snapshots=snapshots)
+    for t in range(7):
+        actor.step(np.array([t % 2, 1]), snapshots)
+    saved = copy.deepcopy(snapshots)
+    rebuilt = VectorActor(ScriptedEnv, 2, "Scripted")
+    # Episode counters are the env's own (not part of its state): rebuild them by replaying.
+    assert np.array_equal(rebuilt.start(seed=5, snapshots=saved)[:, 1:], actor.obs[:, 1:])
+    for t in range(6):
+        a = actor.step(np.array([1, t % 2]), snapshots)
+        b = rebuilt.step(np.array([1, t % 2]), saved)
+        assert np.array_equal(a.next_obs[:, 1:], b.next_obs[:, 1:])
+        assert np.array_equal(a.reward, b.reward)
+        assert np.array_equal(actor.obs[:, 1:], rebuilt.obs[:, 1:])
+
+
+class Failing(ScriptedEnv):
+    def step(self, action: int) -> Any:
+        raise RuntimeError("physics exploded")
+
+
+def test_an_environment_that_raises_is_a_one_line_error() -> None:
+    actor = VectorActor(Failing, 1, "Failing-v0")
+    snapshots = [EnvSnapshot()]
+    actor.start(seed=0, snapshots=snapshots)
+    with pytest.raises(CommandError, match="environment Failing-v0 raised in step: Runtime"):
+        actor.step(np.array([0]), snapshots)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.3, 0.9, 1.0])
+def test_lazy_epsilon_greedy_equals_the_core_function(epsilon: float) -> None:
+    q = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    ours, core = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for _ in range(50):
+        expected = epsilon_greedy(q, epsilon, core).numpy()
+        assert np.array_equal(epsilon_greedy_lazy(lambda: q, 5, 3, epsilon, ours), expected)
+    assert torch.equal(ours.get_state(), core.get_state())
+
+
+def test_lazy_epsilon_greedy_skips_the_network_when_every_row_explores() -> None:
+    def no_network() -> torch.Tensor:
+        raise AssertionError("called")
+
+    actions = epsilon_greedy_lazy(no_network, 4, 3, 1.0, torch.Generator().manual_seed(0))
+    assert actions.shape == (4,)
+    assert ((actions >= 0) & (actions < 3)).all()

@@ -1,0 +1,44 @@
+"""dqnkit's Adam is torch's single-tensor Adam, bit for bit, and does not import torch._dynamo."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dqnkit.adapters.optim import Adam
+from dqnkit.core import QNetwork
+
+
+@pytest.mark.parametrize("lr", [1e-4, 2.3e-3, 0.5])
+def test_adam_matches_torch_adam_bit_for_bit(lr: float) -> None:
+    torch.manual_seed(0)
+    ours, theirs = QNetwork(4, 3, (16, 16)), QNetwork(4, 3, (16, 16))
+    theirs.load_state_dict(ours.state_dict())
+    mine = Adam(ours.parameters(), lr=lr)
+    reference = torch.optim.Adam(theirs.parameters(), lr=lr, foreach=False)
+    data = torch.Generator().manual_seed(1)
+    for _ in range(25):
+        x = torch.randn(8, 4, generator=data)
+        for net, opt in ((ours, mine), (theirs, reference)):
+            opt.zero_grad()
+            (net(x) ** 2).mean().backward()
+            opt.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)
+    exp_avg = [reference.state[p]["exp_avg"] for p in theirs.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(mine.exp_avg, exp_avg, strict=True))
+
+
+def test_training_parts_do_not_import_dynamo() -> None:
+    code = (
+        "import sys, torch\n"
+        "from dqnkit.adapters.optim import Adam\n"
+        "from dqnkit.core import QNetwork\n"
+        "net = QNetwork(4, 2)\n"
+        "opt = Adam(net.parameters(), lr=0.1)\n"
+        "net(torch.ones(2, 4)).sum().backward(); opt.step()\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
