@@ -609,6 +609,8 @@ def _run_trial(params: dict[str, Any]) -> None:
             prior_wall = float(json.loads((Path(folder) / TRIAL_FILE).read_text())["wall_seconds"])
             run_dir = _restore_run_dir(Path(folder), root)
         result = train(config, resume=run_dir, quiet=True, on_checkpoint=on_checkpoint)
+    if result.interrupted:  # a signal in the worker: Tune restarts it from the last checkpoint
+        raise RuntimeError(f"training was interrupted at step {result.steps}")
     greedy = evaluate(result.run_dir, episodes=sweep["table_episodes"], seed=_TABLE_SEED)
     report(
         last[-1],
