@@ -34,7 +34,7 @@ def add_sweep_parser(subparsers: Any) -> None:
             "examples:\n"
             "  dqnkit sweep CartPole-v1 --seeds 0-9\n"
             "  dqnkit sweep CartPole-v1 --seeds 0-4 --grid learning_rate=2.3e-3,1e-3 "
-            "--grid double_dqn=false,true\n"
+            "--grid dueling=false,true\n"
             "  dqnkit sweep CartPole-v1 --seeds 0-2 --search random --samples 8 "
             "--grid learning_rate=1e-4..1e-2:log --grid batch_size=32,64,128\n"
             "  dqnkit sweep --resume sweeps/CartPole-v1-sweep-20261201-190000"
