@@ -878,6 +878,8 @@ def _summarise(
     trials: list[dict[str, Any]] = []
     curves: dict[int, list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]] = {}
     for result in grid:
+        if not result.config:  # a trial that never started (the sweep was stopped first)
+            continue
         trial = result.config["trial"]
         metrics = result.metrics or {}
         checkpoint = result.checkpoint.path if result.checkpoint is not None else None
@@ -908,6 +910,20 @@ def _summarise(
             curve = _training_curve(Path(checkpoint) / rundir.METRICS_FILE)
             if curve is not None:
                 curves.setdefault(trial["config"], []).append(curve)
+    seen = {(t["config"], t["seed"]) for t in trials}
+    for planned in _trials(configurations, plan["spec"]["seeds"]):
+        if (planned["config"], planned["seed"]) not in seen:
+            trials.append(
+                {
+                    **{column: None for column in TRIAL_COLUMNS},
+                    "trial": trial_label(planned),
+                    "config": planned["config"],
+                    "label": _label(planned["hp"], varying),
+                    "seed": planned["seed"],
+                    "status": "not started",
+                    "hp": planned["hp"],
+                }
+            )
     trials.sort(key=lambda t: (t["config"], t["seed"]))
     rows = [_configuration_row(i, c, varying, trials) for i, c in enumerate(configurations)]
     result = SweepResult(sweep_dir, rows, trials, wall_seconds)
@@ -956,6 +972,7 @@ def _configuration_row(
         "finished": len(done),
         "stopped": sum(t["status"] == "stopped" for t in mine),
         "failed": sum(t["status"] == "failed" for t in mine),
+        "not_started": sum(t["status"] == "not started" for t in mine),
         "greedy_episodes": None,
         "mean": None,
         "median": None,
@@ -1000,6 +1017,7 @@ TABLE_COLUMNS = (
     "finished",
     "stopped",
     "failed",
+    "not_started",
     "mean",
     "median",
     "iqm",
@@ -1034,6 +1052,8 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
             done += f" ({r['stopped']} stopped)"
         if r["failed"]:
             done += f" ({r['failed']} failed)"
+        if r["not_started"]:
+            done += f" ({r['not_started']} not started)"
         if r["iqm"] is None:
             figures = ("-", "-", "-", "-", "-")
         else:

@@ -169,9 +169,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
     for name in (sweep.RESULTS_CSV, sweep.TRIALS_CSV, sweep.RESULTS_JSON, sweep.CURVES_PNG):
         print(f"  {result.sweep_dir / name}")
     failed = sum(row["failed"] for row in result.configurations)
-    if failed:
+    unfinished = sum(row["not_started"] for row in result.configurations)
+    if failed or unfinished:
         print(
-            f"{failed} trial(s) failed; continue them with: "
+            f"{failed} trial(s) failed, {unfinished} not started; continue them with: "
             f"dqnkit sweep --resume {result.sweep_dir}"
         )
         return 1

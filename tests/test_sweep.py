@@ -506,3 +506,47 @@ def test_asha_stops_the_clearly_worse_configuration(local_ray, tmp_path):
     assert "finished" in [t["status"] for t in by_lr[GOOD_LR]]
     bad = next(r for r in result.configurations if r["hp"]["learning_rate"] == BAD_LR)
     assert (bad["finished"], bad["stopped"], bad["iqm"]) == (0, 2, None)
+
+
+@dataclasses.dataclass
+class FakeResult:
+    """What _summarise reads of a ray.tune.Result."""
+
+    config: dict[str, Any] | None
+    metrics: dict[str, Any] | None = None
+    checkpoint: Any = None
+    error: Exception | None = None
+
+
+def test_summary_counts_trials_that_never_started(tmp_path):
+    from dqnkit.adapters.sweep import _summarise
+
+    hp = {"learning_rate": 1e-3}
+    plan = {
+        "spec": {"env_id": "CartPole-v1", "seeds": [0, 1, 2], "table_episodes": 10},
+        "configurations": [hp],
+    }
+    done = {
+        "step": 300,
+        "greedy/mean_return": 40.0,
+        "greedy/std_return": 1.0,
+        "eval/mean_return": float("nan"),
+        "train/mean_return": 20.0,
+        "trial_wall_seconds": 2.0,
+    }
+    grid = [
+        FakeResult({"trial": {"config": 0, "seed": 0, "hp": hp}}, done),
+        FakeResult({"trial": {"config": 0, "seed": 1, "hp": hp}}, {"step": 100}, error=OSError()),
+        FakeResult(None),  # Tune lists a trial it never started without its config
+    ]
+    result = _summarise(tmp_path, plan, grid, 1.0)
+    assert [(t["seed"], t["status"]) for t in result.trials] == [
+        (0, "finished"),
+        (1, "failed"),
+        (2, "not started"),
+    ]
+    (row,) = result.configurations
+    assert (row["trials"], row["finished"], row["failed"], row["not_started"]) == (3, 1, 1, 1)
+    assert (row["mean"], row["iqm"], row["mean_steps"]) == (40.0, 40.0, 300.0)
+    assert "1/3 (1 failed) (1 not started)" in result.table()
+    assert result.trials[0]["last_eval"] is None  # NaN (no evaluation yet) is written as empty
