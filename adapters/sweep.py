@@ -2,7 +2,7 @@
 
 A sweep is a list of configurations (a grid of :class:`TrainConfig` values, or random draws from
 it) times a list of seeds. Each (configuration, seed) is one Tune trial that runs dqnkit's own
-:func:`~dqnkit.adapters.train.train`; the trial's Tune checkpoints are dqnkit's checkpoints
+:func:`dqnkit.adapters.train`; the trial's Tune checkpoints are dqnkit's checkpoints
 (a run directory's ``config.json`` and ``checkpoints/step-N.safetensors``), reported with the
 trial's metrics, so a trial that Tune restarts after a failure resumes exactly and ends as it
 would have uninterrupted. Tune schedules; nothing here does.
@@ -561,8 +561,8 @@ def _restore_run_dir(checkpoint_dir: Path, root: Path) -> Path:
 
 def _run_trial(params: dict[str, Any]) -> None:
     """One trial: dqnkit's train for one configuration and seed, reporting at its checkpoints."""
-    from dqnkit.adapters import evaluate
-    from dqnkit.adapters.train import Progress, train
+    # Through the package, not its modules: the loop's module is named differently on main.
+    from dqnkit.adapters import Progress, evaluate, train
 
     _, tune = _import_ray()
     sweep, trial = params["sweep"], params["trial"]
