@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
-from dqnkit.adapters import deploy_cli, train_cli
+from dqnkit.adapters import deploy_cli, sweep_cli, train_cli
 from dqnkit.adapters.errors import CommandError
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_evaluate_parser(commands)
     deploy_cli.add_export_parser(commands)
     deploy_cli.add_play_parser(commands)
+    sweep_cli.add_sweep_parser(commands)
     return parser
 
 
