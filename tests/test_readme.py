@@ -49,5 +49,6 @@ def test_the_readmes_python_snippets_run_in_order_as_written(
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["result"].evaluation.mean_return > 0
+    assert len(namespace["sweep"].trials) == 4
     assert namespace["action"] in (0, 1)
     assert (tmp_path / "site" / "index.html").is_file()
