@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"dqnkit: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which checkpoints first)
+        print("dqnkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

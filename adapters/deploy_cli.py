@@ -6,32 +6,40 @@ against the PyTorch network on sampled and real-episode observations. ``dqnkit p
 runs one artifact alone in its environment: proof that the file is the policy.
 """
 
+from __future__ import annotations
+
 import argparse
-import json
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
-import numpy as np
-
-from dqnkit.adapters.envs import env_factory
+from dqnkit.adapters import cli_args
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.evaluation import greedy_act, run_episodes
-from dqnkit.adapters.rundir import resolve_policy
+from dqnkit.adapters.video import add_watch_options, watch_from_args
+
+# Parsers are built without numpy, gymnasium or torch (dqnkit --help answers at once); each
+# command imports what it needs when it runs. `play x.onnx` never imports torch.
+if TYPE_CHECKING:
+    import gymnasium as gym
+    import numpy as np
 
 __all__ = [
     "add_export_parser",
     "add_play_parser",
     "collect_observations",
     "export_command",
+    "load_artifact",
     "play_command",
+    "refuse_artifact",
+    "run_and_report",
 ]
 
 _SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".pt2": "pt2"}
 
 # An observation batch [B, *obs_shape] -> greedy actions [B].
-ActFn = Callable[[np.ndarray], np.ndarray]
+ActFn = Callable[["np.ndarray"], "np.ndarray"]  # a string: numpy is imported lazily
 
 
 def add_export_parser(subparsers: Any) -> None:
@@ -57,7 +65,10 @@ def add_export_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--format",
         default="onnx,torchscript,pt2",
-        help="comma-separated formats among onnx, torchscript, pt2 (default: all three)",
+        help=(
+            "comma-separated formats among onnx, torchscript, pt2 (default: all three), or web "
+            "alone: a static page running the ONNX policy in a browser (default --out RUN/web)"
+        ),
     )
     parser.add_argument(
         "--out",
@@ -67,18 +78,53 @@ def add_export_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--episodes",
-        type=int,
+        type=cli_args.episode_count_or_zero,
         default=3,
         help="episodes run to collect real observations for the parity check (default: 3)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of those episodes (default: 0)")
     parser.add_argument(
-        "--atol", type=float, default=1e-4, help="absolute Q-value tolerance (default: 1e-4)"
+        "--seed", type=cli_args.seed, default=0, help="seed of those episodes (default: 0)"
+    )
+    add_env_option(parser)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: one on a terminal)"
     )
     parser.add_argument(
-        "--rtol", type=float, default=1e-5, help="relative Q-value tolerance (default: 1e-5)"
+        "--atol",
+        type=cli_args.finite_nonnegative,
+        default=1e-4,
+        help="absolute Q-value tolerance (default: 1e-4)",
+    )
+    parser.add_argument(
+        "--rtol",
+        type=cli_args.finite_nonnegative,
+        default=1e-5,
+        help="relative Q-value tolerance (default: 1e-5)",
     )
     parser.set_defaults(handler=export_command)
+
+
+def add_eval_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed`` of ``evaluate`` and ``play``: one default, so both run the same episodes."""
+    parser.add_argument(
+        "--seed",
+        type=cli_args.seed,
+        default=cli_args.EVAL_SEED,
+        help=f"seed of the first evaluation environment (default: {cli_args.EVAL_SEED})",
+    )
+
+
+def add_env_option(parser: argparse.ArgumentParser) -> None:
+    """``--env``: an environment id the user types, which may name a module to import."""
+    parser.add_argument(
+        "--env",
+        default=None,
+        metavar="ENV_ID",
+        help=(
+            "environment id (default: the one in the file's metadata). An id read from a file "
+            "never imports a module; one given here may ('pkg:Env-v0' imports pkg)"
+        ),
+    )
 
 
 def add_play_parser(subparsers: Any) -> None:
@@ -93,13 +139,23 @@ def add_play_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("artifact", metavar="ARTIFACT", help="a .onnx, .pt or .pt2 file")
+    add_env_option(parser)
     parser.add_argument(
-        "--env",
-        default=None,
-        help="environment id (default: the env_id in the artifact's metadata)",
+        "--episodes", type=cli_args.episode_count, default=10, help="episodes (default: 10)"
     )
-    parser.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first reset (default: 0)")
+    add_eval_seed_option(parser)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: one on a terminal)"
+    )
+    add_watch_options(parser)
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help=(
+            "allow a .pt2 file: torch.export.load can unpickle, which runs code from the file; "
+            "only for files you made or trust (default: refuse .pt2)"
+        ),
+    )
     parser.add_argument(
         "--json",
         action="store_true",
@@ -110,46 +166,83 @@ def add_play_parser(subparsers: Any) -> None:
 
 def export_command(args: argparse.Namespace) -> int:
     """``dqnkit export``: writes verified artifacts and prints where and how close they are."""
+    from dqnkit.adapters.envs import policy_env_factory
+    from dqnkit.adapters.evaluation import greedy_act
+    from dqnkit.adapters.progress import progress
+    from dqnkit.adapters.rundir import resolve_policy
     from dqnkit.export.exporter import export_policy
-    from dqnkit.export.parity import ParityError
     from dqnkit.export.weights import load_weights
 
     formats = [f.strip() for f in str(args.format).split(",") if f.strip()]
-    unknown = [f for f in formats if f not in ("onnx", "torchscript", "pt2")]
+    unknown = [f for f in formats if f not in ("onnx", "torchscript", "pt2", "web")]
     if unknown or not formats:
-        raise CommandError(f"--format {args.format!r}: choose from onnx, torchscript, pt2")
-    if args.episodes < 0:
-        raise CommandError(f"--episodes must be >= 0, got {args.episodes}")
+        raise CommandError(f"--format {args.format!r}: choose from onnx, torchscript, pt2, web")
+    web = "web" in formats
+    if web and formats != ["web"]:
+        raise CommandError("--format web writes a page folder of its own: give it alone")
+    refuse_artifact(args.policy, "export")
     weights = resolve_policy(args.policy)
     try:
         network, spec = load_weights(weights)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    out = args.out if args.out is not None else weights.parent / "export"
+    out = args.out if args.out is not None else weights.parent / ("web" if web else "export")
+    try:
+        if out.exists() and not out.is_dir():
+            raise CommandError(f"--out {out}: exists and is not a folder")
+    except OSError as error:  # a name too long, a folder we may not look into...
+        raise CommandError(f"cannot write the export to {out}: {error.strerror}") from error
+    env_id = args.env or spec.env_id
     observations = None
     if args.episodes > 0:
-        env = env_factory(spec.env_id, spec.preprocessing)()
+        make = policy_env_factory(
+            env_id,
+            spec.preprocessing,
+            obs_shape=spec.obs_shape,
+            n_actions=spec.n_actions,
+            allow_import=args.env is not None,
+        )
+        env = make()
         try:
-            check_env_matches(env, spec.obs_shape, spec.n_actions, spec.env_id)
-            observations = collect_observations(
-                env, greedy_act(network), episodes=args.episodes, seed=args.seed
-            )
+            with progress(args.episodes, "episodes for the parity check", quiet=args.quiet) as bar:
+                observations = collect_observations(
+                    env,
+                    greedy_act(network),
+                    episodes=args.episodes,
+                    seed=args.seed,
+                    on_episode=bar.update,
+                )
         finally:
             env.close()
+    if not args.quiet and sys.stderr.isatty():
+        print(f"exporting and verifying {', '.join(formats)}...", file=sys.stderr)
     try:
-        result = export_policy(
-            network,
-            spec,
-            out,
-            formats=formats,  # type: ignore[arg-type]
-            observations=observations,
-            seed=args.seed,
-            atol=args.atol,
-            rtol=args.rtol,
-        )
-    except ParityError as error:
+        with tempfile.TemporaryDirectory(prefix=".dqnkit-web-onnx-") as scratch:
+            result = export_policy(
+                network,
+                spec,
+                scratch if web else out,  # the page gets a verified ONNX file of its own
+                formats=["onnx"] if web else formats,  # type: ignore[arg-type]
+                observations=observations,
+                seed=args.seed,
+                atol=args.atol,
+                rtol=args.rtol,
+            )
+            if web:
+                from dqnkit.export.web import export_web
+
+                site = export_web(result.files["onnx"], out)
+    except ValueError as error:  # ParityError included: the figures are in the message
         raise CommandError(str(error)) from error
+    except OSError as error:  # a full disk, a read-only or too long --out...
+        raise CommandError(f"cannot write the export to {out}: {error}") from error
     episodes = 0 if observations is None else len(observations)
+    if web:
+        worst = max(c.max_abs_dq for c in result.checks["onnx"])
+        print(f"exported {spec.env_id} policy as a web page ({episodes} episode observations):")
+        print(f"  {site}/  (ONNX verified: max |dq| {worst:.3g}, actions identical)")
+        print(f"  serve it: python -m dqnkit.export.web serve {site}")
+        return 0
     print(f"exported {spec.env_id} policy ({episodes} episode observations checked):")
     for fmt, path in result.files.items():
         worst = max(c.max_abs_dq for c in result.checks[fmt])
@@ -160,43 +253,86 @@ def export_command(args: argparse.Namespace) -> int:
 
 def play_command(args: argparse.Namespace) -> int:
     """``dqnkit play``: runs an artifact for some episodes and prints the returns."""
-    if args.episodes < 1:
-        raise CommandError(f"--episodes must be >= 1, got {args.episodes}")
     path = Path(args.artifact)
-    act, metadata = load_artifact(path)
-    env_id = args.env or metadata.env_id
-    make = env_factory(env_id, metadata.preprocessing)
-    env = make()
-    try:
-        check_env_matches(env, metadata.obs_shape, metadata.n_actions, env_id)
-    finally:
-        env.close()
+    act, metadata = load_artifact(path, trust_pickle=args.trust_pickle)
     # The same episodes as `dqnkit evaluate --seed` runs for the weights the artifact came from.
-    result = run_episodes(act, make, episodes=args.episodes, seed=args.seed)
-    returns, mean, std = result.returns, result.mean_return, result.std_return
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "artifact": str(path),
-                    "env_id": env_id,
-                    "episodes": len(returns),
-                    "seed": args.seed,
-                    "mean_return": mean,
-                    "std_return": std,
-                    "returns": returns,
-                }
-            )
+    return run_and_report(
+        act,
+        args,
+        env_id=args.env or metadata.env_id,
+        preprocessing=metadata.preprocessing,
+        obs_shape=metadata.obs_shape,
+        n_actions=metadata.n_actions,
+        policy=path,
+    )
+
+
+def run_and_report(
+    act: ActFn,
+    args: argparse.Namespace,
+    *,
+    env_id: str,
+    preprocessing: dict[str, Any] | None,
+    obs_shape: tuple[int, ...],
+    n_actions: int,
+    policy: Path,
+) -> int:
+    """What ``evaluate`` and ``play`` share: the checked environments, the episodes (watched
+    or recorded as asked, with a progress bar), and one report format."""
+    from dqnkit.adapters.envs import policy_env_factory
+    from dqnkit.adapters.evaluation import report_result, run_episodes
+    from dqnkit.adapters.progress import progress
+
+    watch = watch_from_args(args)
+    watch.check(pixels=preprocessing is not None)
+
+    def factory(render_mode: str | None = None) -> Any:
+        return policy_env_factory(
+            env_id,
+            preprocessing,
+            obs_shape=obs_shape,
+            n_actions=n_actions,
+            allow_import=args.env is not None,  # only an id the user typed may import
+            render_mode=render_mode,
         )
-    else:
-        print(f"{env_id}: {len(returns)} episodes of {path.name} (seed {args.seed})")
-        print(f"return {mean:.2f} ± {std:.2f}")
-        print("returns: " + " ".join(f"{r:g}" for r in returns))
+
+    watched = watch.wrap(factory(watch.render_mode())) if watch.active else None
+    with progress(args.episodes, f"{env_id} episodes", quiet=args.quiet) as bar:
+        result = run_episodes(
+            act,
+            factory(),
+            episodes=args.episodes,
+            seed=args.seed,
+            make_first=watched,
+            on_episode=bar.update,
+        )
+    print(
+        report_result(result, env_id=env_id, policy=str(policy), seed=args.seed, as_json=args.json)
+    )
+    for written in (watch.video, watch.gif):
+        if written is not None and not args.json:
+            print(f"recorded: {written}")
     return 0
 
 
-def load_artifact(path: Path) -> tuple[ActFn, Any]:
-    """An artifact's batch act function and its :class:`PolicyMetadata`; CommandError if bad."""
+def refuse_artifact(path: str | Path, command: str) -> None:
+    """``evaluate`` and ``export`` take weights; an exported artifact gets a pointer to play."""
+    p = Path(path)
+    if p.suffix in _SUFFIX_FORMATS and p.is_file():
+        raise CommandError(
+            f"{p} is an exported {_SUFFIX_FORMATS[p.suffix]} artifact; {command} takes a run "
+            f"directory or its policy.safetensors (run the artifact with: dqnkit play {p})"
+        )
+
+
+def load_artifact(path: Path, *, trust_pickle: bool = False) -> tuple[ActFn, Any]:
+    """An artifact's batch act function and its :class:`PolicyMetadata`; CommandError if bad.
+
+    The contract is read as data first; a .pt2 (which can unpickle when loaded) is refused
+    unless ``trust_pickle``, and even then its archive is checked before torch loads it.
+    """
+    import numpy as np
+
     from dqnkit.export.contract import PolicyMetadata
 
     fmt = _SUFFIX_FORMATS.get(path.suffix)
@@ -204,39 +340,55 @@ def load_artifact(path: Path) -> tuple[ActFn, Any]:
         raise CommandError(f"{path}: unknown artifact type {path.suffix!r} (use .onnx, .pt, .pt2)")
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
+    if fmt == "pt2" and not trust_pickle:
+        raise CommandError(
+            f"{path}: loading a .pt2 file can unpickle, which runs code from the file; play the "
+            ".onnx or .pt export instead, or pass --trust-pickle if you made or trust this file"
+        )
     try:
         if fmt == "onnx":
             from dqnkit.export.runtime import Policy
 
             policy = Policy.load(path)
-            return policy.act, policy.metadata
-        from dqnkit.export.artifacts import read_contract, runner
+            return _refusals_as_errors(policy.act), policy.metadata
+        from dqnkit.export.artifacts import inspect_pt2, read_contract, runner
 
         metadata = PolicyMetadata.from_json(read_contract(fmt, path))  # type: ignore[arg-type]
-        run = runner(fmt, path)  # type: ignore[arg-type]
+        if fmt == "pt2":
+            pickled = inspect_pt2(path)
+            if pickled:
+                print(
+                    f"dqnkit: warning: {path} holds pickled entries dqnkit never writes "
+                    f"({', '.join(pickled[:3])}); loading them as you asked (--trust-pickle)",
+                    file=sys.stderr,
+                )
+        run = runner(fmt, path, trust_pickle=trust_pickle)  # type: ignore[arg-type]
     except (ValueError, RuntimeError) as error:
         raise CommandError(f"{path}: not a dqnkit {fmt} policy ({_first_line(error)})") from error
+    except Exception as error:  # torch's loaders raise many types on a damaged archive
+        raise CommandError(
+            f"{path}: not a loadable {fmt} file ({type(error).__name__}: {_first_line(error)})"
+        ) from error
 
     def act(obs: np.ndarray) -> np.ndarray:
-        return run(np.ascontiguousarray(obs, dtype=metadata.obs_dtype))[1]
+        q, action = run(np.ascontiguousarray(obs, dtype=metadata.obs_dtype))
+        if not np.isfinite(q).all():
+            raise CommandError(f"{path}: the policy's Q-values are not finite on an observation")
+        return action
 
     return act, metadata
 
 
-def check_env_matches(
-    env: gym.Env[Any, Any], obs_shape: tuple[int, ...], n_actions: int, env_id: str
-) -> None:
-    """The environment's spaces must be the ones the policy was made for."""
-    space = env.observation_space
-    if tuple(space.shape or ()) != tuple(obs_shape):
-        raise CommandError(
-            f"{env_id} observations have shape {space.shape}; the policy takes {tuple(obs_shape)}"
-        )
-    actions = env.action_space
-    if not isinstance(actions, gym.spaces.Discrete) or int(actions.n) != n_actions:
-        raise CommandError(
-            f"{env_id} has action space {actions}; the policy has {n_actions} actions"
-        )
+def _refusals_as_errors(act: ActFn) -> ActFn:
+    """The runtime's ValueError (a refused observation, non-finite Q-values) as one line."""
+
+    def checked(obs: np.ndarray) -> np.ndarray:
+        try:
+            return act(obs)
+        except ValueError as error:
+            raise CommandError(f"the policy refused an observation: {error}") from error
+
+    return checked
 
 
 def collect_observations(
@@ -247,6 +399,7 @@ def collect_observations(
     seed: int,
     epsilon: float = 0.2,
     max_steps: int = 2000,
+    on_episode: Callable[[], object] | None = None,
 ) -> np.ndarray:
     """Observations from ``episodes`` epsilon-greedy episodes (all of them, ``max_steps`` at most).
 
@@ -257,15 +410,23 @@ def collect_observations(
       seed: seeds the reset, the action space and the epsilon draws.
       epsilon: the probability of a random action, so states off the greedy path are seen too.
       max_steps: a cap on the observations kept.
+      on_episode: called as each episode ends (a progress bar).
 
     Returns:
       ``[N, *obs_shape]`` observations as the environment returned them.
     """
+    import numpy as np
+
+    from dqnkit.adapters.envs import env_errors, finite_observation
+
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     seen: list[np.ndarray] = []
+    env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
+        with env_errors(env_id, "reset"):
+            obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
+        obs = finite_observation(obs, env_id)
         done = False
         while not done and len(seen) < max_steps:
             seen.append(np.asarray(obs))
@@ -273,8 +434,14 @@ def collect_observations(
                 action = int(env.action_space.sample())
             else:
                 action = int(act(np.asarray(obs)[None])[0])
-            obs, _, terminated, truncated, _ = env.step(action)
+            with env_errors(env_id, "step"):
+                obs, _, terminated, truncated, _ = env.step(action)
+            obs = finite_observation(obs, env_id)
             done = bool(terminated or truncated)
+        if on_episode is not None:
+            on_episode()
+        if len(seen) >= max_steps:
+            break
     return np.stack(seen)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dqnkit.adapters.config import FrameMode
+from dqnkit.adapters.envs import gym_make
 from dqnkit.adapters.errors import CommandError
 
 __all__ = [
@@ -142,13 +143,16 @@ class PixelSpec:
         return spec
 
 
-def describe(env_id: str, *, frame_mode: str = "difference", frames: int = 4) -> dict[str, Any]:
+def describe(
+    env_id: str, *, frame_mode: str = "difference", frames: int = 4, allow_import: bool = False
+) -> dict[str, Any]:
     """The JSON description of the pixel observations of ``env_id`` (a CartPole).
 
     Args:
       env_id: a Gymnasium id whose unwrapped env is CartPole and renders ``rgb_array``.
       frame_mode: ``"difference"`` of the last two screens or ``"stack"`` of the last ``frames``.
       frames: screens stacked in ``"stack"`` mode (ignored for ``"difference"``).
+      allow_import: as in :func:`dqnkit.adapters.envs.check_env_id`.
 
     Returns:
       :class:`PixelSpec` as a dict: kind, frame mode, frames, crop, view width, output C/H/W...
@@ -157,10 +161,7 @@ def describe(env_id: str, *, frame_mode: str = "difference", frames: int = 4) ->
         raise CommandError(f"--frame-mode must be 'difference' or 'stack', got {frame_mode!r}")
     if frame_mode == "stack" and not 1 <= frames <= 16:
         raise CommandError(f"--frames must be in [1, 16] with --frame-mode stack, got {frames}")
-    try:
-        env = gym.make(env_id, disable_env_checker=True)
-    except gym.error.Error as error:
-        raise CommandError(f"cannot make environment {env_id!r}: {error}") from error
+    env = gym_make(env_id, allow_import=allow_import, disable_env_checker=True)
     try:
         width, height = _check_cartpole(env_id, env)
     finally:
@@ -367,12 +368,15 @@ class PixelObservation(gym.Wrapper[Frame, Any, Any, Any]):
         return obs, reward, terminated, truncated, info
 
 
-def make_pixel_env(env_id: str, preprocessing: dict[str, Any]) -> gym.Env[Frame, Any]:
+def make_pixel_env(
+    env_id: str, preprocessing: dict[str, Any], *, allow_import: bool = False
+) -> gym.Env[Frame, Any]:
     """``env_id`` rendered headless and preprocessed as ``preprocessing`` describes.
 
     Args:
       env_id: a CartPole id.
       preprocessing: :func:`describe`'s dict (``PolicySpec.preprocessing``).
+      allow_import: as in :func:`dqnkit.adapters.envs.check_env_id`.
 
     Returns:
       an env whose observation space is ``Box(0, 255, (C, H, W), uint8)``.
@@ -383,10 +387,9 @@ def make_pixel_env(env_id: str, preprocessing: dict[str, Any]) -> gym.Env[Frame,
     # SDL's init takes SIGTERM (and SIGINT where Python left it at the default) and turns it
     # into a quit event nobody reads: without this, `kill PID` no longer stops a pixel run.
     os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
-    try:
-        env = gym.make(env_id, render_mode="rgb_array", disable_env_checker=True)
-    except gym.error.Error as error:
-        raise CommandError(f"cannot make environment {env_id!r}: {error}") from error
+    env = gym_make(
+        env_id, allow_import=allow_import, render_mode="rgb_array", disable_env_checker=True
+    )
     try:
         size = _check_cartpole(env_id, env)
         if size != (spec.screen_width, spec.screen_height):

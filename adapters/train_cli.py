@@ -1,18 +1,20 @@
-"""``dqnkit train`` and ``dqnkit evaluate``."""
+"""``dqnkit train`` and ``dqnkit evaluate``.
+
+The parsers are built from :class:`TrainConfig` alone (no torch, no gymnasium), so ``--help``
+and usage errors answer at once; the commands import the training loop when they run.
+"""
 
 import argparse
 import dataclasses
-import json
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
-from dqnkit.adapters import rundir
+from dqnkit.adapters import cli_args, deploy_cli, rundir
 from dqnkit.adapters.config import PIXEL_PRESETS, PRESETS, TrainConfig, config_for, flag
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.evaluation import evaluate_policy, format_result
-from dqnkit.adapters.train import EVAL_SEED_OFFSET, train
-from dqnkit.export.weights import load_weights
+from dqnkit.adapters.video import add_watch_options
 
 __all__ = ["add_evaluate_parser", "add_train_parser"]
 
@@ -21,12 +23,17 @@ def add_train_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a DQN on a Gymnasium environment",
+        add_help=False,
         description=(
             "Train a DQN on any Gymnasium environment with a Box observation space and a "
             "Discrete action space. Defaults are the environment's preset where it has one "
             f"({', '.join(PRESETS)}; with --pixels: {', '.join(PIXEL_PRESETS)}), else the "
-            "PyTorch tutorial's."
+            "PyTorch tutorial's; then a --config file; then the options given. "
+            "`dqnkit train ENV_ID --help` shows the values for that environment."
         ),
+    )
+    parser.add_argument(
+        "-h", "--help", action=_PresetHelp, help="show this help (with ENV_ID first: its values)"
     )
     parser.add_argument(
         "env_id", nargs="?", metavar="ENV_ID", help="Gymnasium environment id, e.g. CartPole-v1"
@@ -34,13 +41,24 @@ def add_train_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue this killed run exactly (no other options)"
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="hyperparameters from a TOML file, one key per option (default: none)",
+    )
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the resolved configuration as a --config file and exit (default: train)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar (default: show one)")
     group = parser.add_argument_group("hyperparameters (the preset's value when not given)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "env_id":
             continue
         kind, choices = _option_type(f.type)
-        help_text = f"{f.metadata['help']} [default: {_show(f.default)}, or the preset's]"
+        help_text = f"{f.metadata['help']} [default: %(preset)s]"
         if kind is bool:
             group.add_argument(
                 flag(f.name),
@@ -62,6 +80,38 @@ def add_train_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=_train_command)
 
 
+class _PresetHelp(argparse.Action):
+    """``--help`` that shows each option's value for the ENV_ID given before it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        env_id = getattr(namespace, "env_id", None)
+        pixels = bool(getattr(namespace, "pixels", None))
+        presets = PIXEL_PRESETS if pixels else PRESETS
+        preset = presets.get(env_id or "", {})
+        for action in parser._actions:
+            if action.help and "%(preset)s" in action.help:
+                name = action.dest
+                default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+                if name in preset:
+                    shown = f"{_show(preset[name])} ({env_id}'s preset)"
+                elif env_id:
+                    shown = _show(default)
+                else:
+                    shown = f"{_show(default)}, or the preset's"
+                action.help = action.help.replace("%(preset)s", shown.replace("%", "%%"))
+        parser.print_help()
+        parser.exit()
+
+
 def _train_command(args: argparse.Namespace) -> int:
     overrides = {
         f.name: getattr(args, f.name)
@@ -69,15 +119,56 @@ def _train_command(args: argparse.Namespace) -> int:
         if f.name != "env_id" and getattr(args, f.name) is not None
     }
     if args.resume:
-        if overrides:
-            raise CommandError(
-                f"--resume continues a run with its own config.json; drop {sorted(overrides)}"
-            )
+        if overrides or args.config:
+            given = sorted(overrides) + (["config"] if args.config else [])
+            raise CommandError(f"--resume continues a run with its own config.json; drop {given}")
+        if args.show_config:
+            print(_resume_config(Path(args.resume)), end="")
+            return 0
+        from dqnkit.adapters.train import train
+
         result = train(TrainConfig(env_id=args.env_id or ""), resume=args.resume, quiet=args.quiet)
     else:
-        if not args.env_id:
-            raise CommandError("train needs an ENV_ID (e.g. CartPole-v1) or --resume RUN_DIR")
-        result = train(config_for(args.env_id, **overrides), quiet=args.quiet)
+        config = _resolve(args, overrides)
+        if args.show_config:
+            from dqnkit.adapters.config_file import to_toml
+
+            print(to_toml(config), end="")
+            return 0
+        from dqnkit.adapters.train import train
+
+        result = train(config, quiet=args.quiet)
+    return _report_training(result)
+
+
+def _resolve(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
+    """preset < --config file < command-line options."""
+    from_file: dict[str, Any] = {}
+    if args.config is not None:
+        from dqnkit.adapters.config_file import load_config_file
+
+        from_file = load_config_file(args.config)
+    env_id = args.env_id or from_file.pop("env_id", None)
+    from_file.pop("env_id", None)
+    if not env_id:
+        raise CommandError(
+            "train needs an ENV_ID (e.g. CartPole-v1), an env_id in --config, or --resume RUN_DIR"
+        )
+    return config_for(env_id, **{**from_file, **overrides})
+
+
+def _resume_config(run_dir: Path) -> str:
+    from dqnkit.adapters.config_file import to_toml
+
+    config_file = run_dir / rundir.CONFIG_FILE
+    if not config_file.is_file():
+        raise CommandError(f"{run_dir}: not a run directory (no {rundir.CONFIG_FILE})")
+    return to_toml(TrainConfig.from_json_file(config_file))
+
+
+def _report_training(result: Any) -> int:
+    from dqnkit.adapters.evaluation import format_result
+
     if result.interrupted:
         print(
             f"interrupted at step {result.steps}; checkpoint written. Resume with:\n"
@@ -98,47 +189,42 @@ def add_evaluate_parser(subparsers: Any) -> None:
         "evaluate",
         help="run the greedy policy of a run or weights file",
         description="Run a trained policy greedily and print its mean ± std return.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "path", metavar="RUN_DIR_OR_WEIGHTS", help="a run directory or a policy.safetensors file"
     )
-    parser.add_argument("--episodes", type=int, default=100, help="episodes to run")
     parser.add_argument(
-        "--seed",
-        type=int,
-        default=EVAL_SEED_OFFSET,
-        help="seed of the first evaluation environment",
+        "--episodes", type=cli_args.episode_count, default=100, help="episodes (default: 100)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    deploy_cli.add_eval_seed_option(parser)
+    deploy_cli.add_env_option(parser)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: one on a terminal)"
+    )
+    add_watch_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
     parser.set_defaults(handler=_evaluate_command)
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
+    from dqnkit.adapters.evaluation import greedy_act
+    from dqnkit.export.weights import load_weights
 
-    if args.episodes <= 0:
-        raise CommandError(f"--episodes must be positive, got {args.episodes}")
+    deploy_cli.refuse_artifact(args.path, "evaluate")
     path = rundir.resolve_policy(args.path)
     try:
         network, spec = load_weights(path)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    result = evaluate_policy(
-        network,
-        spec.env_id,
-        episodes=args.episodes,
-        seed=args.seed,
+    return deploy_cli.run_and_report(
+        greedy_act(network),
+        args,
+        env_id=args.env or spec.env_id,
         preprocessing=spec.preprocessing,
+        obs_shape=spec.obs_shape,
+        n_actions=spec.n_actions,
+        policy=path,
     )
-    if args.json:
-        print(
-            json.dumps(
-                {"env_id": spec.env_id, "weights": str(path), "seed": args.seed, **result.to_dict()}
-            )
-        )
-    else:
-        print(f"{spec.env_id}: {format_result(result)}")
-    return 0
 
 
 def _option_type(annotation: Any) -> tuple[Any, list[str] | None]:

@@ -10,10 +10,21 @@ format         file         how it is made / read
 ``pt2``        policy.pt2   ``torch.export.save``, the contract in the extra file
                             ``dqnkit.json``. Loading a .pt2 can unpickle: trusted input only.
 =============  ===========  =================================================================
+
+What reading each trusts: the contract of every format is read as data (ONNX protobuf, or the
+JSON entry of the zip archive), never by loading the model. ONNX models run in ONNX Runtime;
+TorchScript files load through TorchScript's own loader, which rebuilds tensors and
+TorchScript classes only and runs no Python pickle. ``torch.export.load`` can unpickle
+(weights saved with ``use_pickle``; sample inputs fall back to ``weights_only=False``), so
+:func:`runner` refuses a .pt2 unless ``trust_pickle=True``, and :func:`inspect_pt2` checks
+the archive first.
 """
 
+import io
+import json
 import logging
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +42,7 @@ __all__ = [
     "SUFFIXES",
     "Format",
     "Runner",
+    "inspect_pt2",
     "read_contract",
     "rewrite_contract",
     "runner",
@@ -109,29 +121,76 @@ def _write_onnx(graph: PolicyGraph, example: torch.Tensor, path: Path, contract:
 
 
 def read_contract(fmt: Format, path: Path) -> str:
-    """The contract JSON inside an artifact file (torch is needed for .pt and .pt2)."""
+    """The contract JSON inside an artifact file, read as data (no model is loaded).
+
+    Raises:
+      ValueError: the file is not such an artifact, or has no contract.
+    """
     if fmt == "onnx":
-        model = onnx.load_model(str(path), load_external_data=False)
+        try:
+            model = onnx.load_model(str(path), load_external_data=False)
+        except Exception as error:  # protobuf's DecodeError and onnx's own errors
+            raise ValueError(f"{path}: not an ONNX model ({error})") from error
         for entry in model.metadata_props:
             if entry.key == ONNX_METADATA_KEY:
                 return str(entry.value)
         raise ValueError(f"{path}: an ONNX model without dqnkit metadata")
-    extra = {EXTRA_FILE: ""}
-    if fmt == "torchscript":
-        _jit_load(path, extra)
-    else:
-        torch.export.load(str(path), extra_files=extra)
-    if not extra[EXTRA_FILE]:
-        raise ValueError(f"{path}: a {fmt} file without {EXTRA_FILE}")
-    text: Any = extra[EXTRA_FILE]  # torch hands extra files back as bytes
-    return text.decode() if isinstance(text, bytes) else str(text)
+    # TorchScript and .pt2 files are zip archives: the contract is the entry */extra/NAME.
+    with _open_archive(path, fmt) as archive:
+        names = [n for n in archive.namelist() if n.split("/", 1)[-1] == f"extra/{EXTRA_FILE}"]
+        if len(names) != 1:
+            raise ValueError(f"{path}: a {fmt} file without {EXTRA_FILE}")
+        try:
+            return archive.read(names[0]).decode()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: its {EXTRA_FILE} is not text") from error
 
 
-def runner(fmt: Format, path: Path) -> Runner:
+def inspect_pt2(path: Path) -> list[str]:
+    """Checks a .pt2 archive without loading it; returns the entries that would unpickle.
+
+    A .pt2 that dqnkit wrote holds its weights as raw tensors (``use_pickle`` false) and sample
+    inputs that load with ``weights_only=True``; anything else is listed.
+
+    Raises:
+      ValueError: not a zip archive (truncated?), or not a torch.export archive.
+    """
+    import torch
+
+    pickled: list[str] = []
+    with _open_archive(path, "pt2") as archive:
+        names = archive.namelist()
+        configs = [
+            n for n in names if n.endswith(("model_weights_config.json", "_constants_config.json"))
+        ]
+        if not any(n.split("/", 1)[-1].startswith("models/") for n in names) or not configs:
+            raise ValueError(f"{path}: a zip archive, but not a torch.export (.pt2) archive")
+        for name in configs:
+            try:
+                entries = json.loads(archive.read(name)).get("config", {})
+            except (ValueError, AttributeError, RecursionError) as error:
+                raise ValueError(f"{path}: {name} is not valid JSON ({error})") from error
+            if not isinstance(entries, dict):
+                raise ValueError(f"{path}: {name} is not a torch.export weights config")
+            pickled += [
+                f"{name}:{key}"
+                for key, entry in entries.items()
+                if not isinstance(entry, dict) or entry.get("use_pickle") is not False
+            ]
+        for name in (n for n in names if "/data/sample_inputs/" in n):
+            try:
+                torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+            except Exception:  # anything weights_only refuses would be unpickled by torch
+                pickled.append(name)
+    return pickled
+
+
+def runner(fmt: Format, path: Path, *, trust_pickle: bool = False) -> Runner:
     """Loads an artifact file and returns a function that runs a batch through it.
 
     ONNX runs through :class:`dqnkit.export.runtime.Policy` (so the export checks the runtime
-    apps use); TorchScript through ``torch.jit.load``; .pt2 through ``torch.export.load``.
+    apps use); TorchScript through ``torch.jit.load``; .pt2 through ``torch.export.load``,
+    which can unpickle: only with ``trust_pickle=True`` (ValueError otherwise).
     """
     if fmt == "onnx":
         from dqnkit.export.runtime import Policy
@@ -147,6 +206,11 @@ def runner(fmt: Format, path: Path) -> Runner:
     if fmt == "torchscript":
         module: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = _jit_load(path)
     else:
+        if not trust_pickle:
+            raise ValueError(
+                f"{path}: loading a .pt2 file can unpickle (run code); refusing without "
+                "trust_pickle=True (the command line's --trust-pickle)"
+            )
         module = torch.export.load(str(path)).module()
 
     def run_torch(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +219,15 @@ def runner(fmt: Format, path: Path) -> Runner:
         return q.numpy(), action.numpy()
 
     return run_torch
+
+
+@contextmanager
+def _open_archive(path: Path, fmt: str) -> Iterator[zipfile.ZipFile]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            yield archive
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+        raise ValueError(f"{path}: not a {fmt} archive, or a truncated one ({error})") from error
 
 
 def rewrite_contract(fmt: Format, source: Path, target: Path, contract: str) -> None:

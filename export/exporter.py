@@ -91,6 +91,9 @@ def export_policy(
       ValueError: bad arguments (unknown format, observations of the wrong shape).
     """
     chosen = _check_formats(formats)
+    for name, tol in (("atol", atol), ("rtol", rtol)):
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {tol}")
     if n_sampled < 2:
         raise ValueError(f"n_sampled must be at least 2, got {n_sampled}")
     if not batch_sizes or any(b < 1 for b in batch_sizes):
@@ -104,7 +107,8 @@ def export_policy(
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".dqnkit-export-", dir=out))
+    _remove_abandoned_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         (staging / "unchecked").mkdir()
         checks: dict[Format, list[Check]] = {}
@@ -112,7 +116,13 @@ def export_policy(
             path = staging / "unchecked" / f"{stem}{SUFFIXES[fmt]}"
             artifacts.write_artifact(fmt, graph, example, path, json.dumps(base, allow_nan=False))
             checks[fmt] = check_runner(
-                runner(fmt, path), graph, sets, batch_sizes=batch_sizes, atol=atol, rtol=rtol
+                # trust_pickle: this process wrote the file a moment ago, in its own folder.
+                runner(fmt, path, trust_pickle=True),
+                graph,
+                sets,
+                batch_sizes=batch_sizes,
+                atol=atol,
+                rtol=rtol,
             )
         _raise_on_failure(checks, atol=atol, rtol=rtol)
         # The parity figures go inside each artifact; the files that get them are checked again
@@ -123,7 +133,12 @@ def export_policy(
             final = staging / f"{stem}{SUFFIXES[fmt]}"
             rewrite_contract(fmt, staging / "unchecked" / final.name, final, contract)
             again = check_runner(
-                runner(fmt, final), graph, sets, batch_sizes=batch_sizes, atol=atol, rtol=rtol
+                runner(fmt, final, trust_pickle=True),
+                graph,
+                sets,
+                batch_sizes=batch_sizes,
+                atol=atol,
+                rtol=rtol,
             )
             if again != checks[fmt]:
                 raise ParityError(
@@ -233,8 +248,9 @@ def _jsonable(checks: list[Check]) -> list[dict[str, Any]]:
 
 def _describe(checks: list[Check]) -> str:
     return "; ".join(
-        f"{c.observations} at batch {c.batch_size}: max |dq| {c.max_abs_dq:.3g}, "
-        f"{c.action_mismatches}/{c.count} actions differ"
+        f"{c.observations} at batch {c.batch_size}: "
+        + (f"{c.non_finite}/{c.count} with non-finite Q-values, " if c.non_finite else "")
+        + f"max |dq| {c.max_abs_dq:.3g}, {c.action_mismatches}/{c.count} actions differ"
         for c in checks
     )
 
@@ -249,6 +265,27 @@ def _raise_on_failure(checks: dict[Format, list[Check]], *, atol: float, rtol: f
             f"actions): {details}; no file was written",
             checks,
         )
+
+
+_STAGING_PREFIX = ".dqnkit-export-"
+
+
+def _remove_abandoned_staging(out: Path) -> None:
+    """Removes staging folders left in ``out`` by exports that died (kill -9, SIGABRT).
+
+    A staging folder is named after its process id; one whose process is gone is abandoned.
+    Another export running in the same folder keeps its own.
+    """
+    for folder in out.glob(f"{_STAGING_PREFIX}*"):
+        pid_text = folder.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _fsync(path: Path) -> None:

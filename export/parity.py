@@ -42,7 +42,9 @@ class Check:
       max_abs_dq: the largest ``|q_artifact - q_torch|``.
       max_allowed_excess: the largest ``|dq| - (atol + rtol * |q_torch|)`` (> 0 fails).
       action_mismatches: observations whose greedy actions differ.
-      ok: both within tolerance and no mismatch.
+      non_finite: observations on which either side gave a NaN or infinite Q-value (all
+        observations compared are finite, so any is a broken policy or a broken artifact).
+      ok: every Q-value finite, within tolerance, and no mismatch.
     """
 
     observations: str
@@ -51,6 +53,7 @@ class Check:
     max_abs_dq: float
     max_allowed_excess: float
     action_mismatches: int
+    non_finite: int
     ok: bool
 
 
@@ -129,7 +132,7 @@ def check_runner(
     for name, observations in observation_sets.items():
         n = len(observations)
         for batch_size in batch_sizes:
-            max_dq, max_excess, mismatches, count = 0.0, -np.inf, 0, 0
+            max_dq, max_excess, mismatches, non_finite, count = 0.0, -np.inf, 0, 0, 0
             for start in range(0, n, batch_size):
                 rows = np.arange(start, start + batch_size) % n  # the last batch wraps round
                 batch = np.ascontiguousarray(observations[rows])
@@ -142,10 +145,15 @@ def check_runner(
                         f"{batch_size}; PyTorch returns {q_ref.shape}, {a_ref.shape}",
                         {},
                     )
+                # NaN hides from max() and from comparisons (NaN > tol is False): count the
+                # non-finite rows first, and make every non-finite figure +inf, never NaN.
+                finite = np.isfinite(q).all(axis=1) & np.isfinite(q_ref).all(axis=1)
+                non_finite += int(np.count_nonzero(~finite))
                 dq = np.abs(q.astype(np.float64) - q_ref.astype(np.float64))
-                dq = np.where(np.isnan(dq), np.inf, dq)  # NaN is never within tolerance
+                dq = np.where(np.isfinite(dq), dq, np.inf)
                 max_dq = max(max_dq, float(dq.max(initial=0.0)))
                 excess = dq - (atol + rtol * np.abs(q_ref.astype(np.float64)))
+                excess = np.where(np.isfinite(excess), excess, np.inf)
                 max_excess = max(max_excess, float(excess.max(initial=-np.inf)))
                 mismatches += int(np.count_nonzero(action != a_ref))
                 count += len(batch)
@@ -157,7 +165,8 @@ def check_runner(
                     max_abs_dq=max_dq,
                     max_allowed_excess=max_excess,
                     action_mismatches=mismatches,
-                    ok=max_excess <= 0.0 and mismatches == 0,
+                    non_finite=non_finite,
+                    ok=non_finite == 0 and max_excess <= 0.0 and mismatches == 0,
                 )
             )
     return checks

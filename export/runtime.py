@@ -64,9 +64,17 @@ class Policy:
             raise ValueError(
                 f"the graph takes {inputs[0].type} but its metadata says {metadata.obs_dtype}"
             )
+        declared = inputs[0].shape  # [batch, *obs_shape]; a dimension is an int or a name
+        rank_ok = len(declared) == len(metadata.obs_shape) + 1
+        if not rank_ok or any(
+            isinstance(d, int) and d != want
+            for d, want in zip(declared[1:], metadata.obs_shape, strict=False)
+        ):
+            raise ValueError(
+                f"the graph takes {declared} but its metadata says [B, *{metadata.obs_shape}]"
+            )
         self._input = inputs[0].name
-        self._q_only = [output_names[0]]
-        self._action_only = [output_names[1]]
+        self._outputs = list(output_names)
         self._dtype = np.dtype(metadata.obs_dtype)
         self._float = self._dtype.kind == "f"
         self._shape = metadata.obs_shape
@@ -119,9 +127,12 @@ class Policy:
 
         Returns:
           an ``int`` for one observation, ``[B]`` int64 for a batch.
+
+        Raises:
+          ValueError: a bad observation, or Q-values that are not finite.
         """
         batch, single = self._as_batch(obs)
-        action = self._session.run(self._action_only, {self._input: batch})[0]
+        action = self._run(batch)[1]
         return int(action[0]) if single else action
 
     def q_values(self, obs: Any) -> np.ndarray:
@@ -132,10 +143,23 @@ class Policy:
 
         Returns:
           ``[n_actions]`` float32 for one observation, ``[B, n_actions]`` for a batch.
+
+        Raises:
+          ValueError: a bad observation, or Q-values that are not finite.
         """
         batch, single = self._as_batch(obs)
-        q: np.ndarray = self._session.run(self._q_only, {self._input: batch})[0]
+        q: np.ndarray = self._run(batch)[0]
         return q[0] if single else q
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        # Both outputs, always: an action is only meaningful when every Q-value is finite (a
+        # finite input near float32's limit can overflow the network to NaN, whose argmax is 0).
+        q, action = self._session.run(self._outputs, {self._input: batch})
+        if not math.isfinite(_sum(q, None)) and not np.isfinite(q).all():
+            raise ValueError(
+                "the policy's Q-values are not finite (NaN or infinity) for this observation"
+            )
+        return [q, action]
 
     def _as_batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         # The fast path (an ndarray of the right dtype and shape) costs a few attribute reads,
@@ -154,8 +178,13 @@ class Policy:
                 f"observation shape {shape} is neither {self._shape} nor [B, *{self._shape}]"
             )
         # One reduction is the cheapest finiteness check: a NaN or infinity makes the sum
-        # non-finite. A sum that overflows from finite values takes the exact check.
-        if self._float and not math.isfinite(_sum(array, None)) and not np.isfinite(array).all():
+        # non-finite. It accumulates in float64 so that float32 inputs cannot overflow it; a
+        # float64 sum that overflows from finite values takes the exact check.
+        if (
+            self._float
+            and not math.isfinite(_sum(array, None, np.float64))
+            and not np.isfinite(array).all()
+        ):
             raise ValueError("observation has non-finite values (NaN or infinity)")
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)

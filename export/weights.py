@@ -2,13 +2,13 @@
 
 The file holds the network's tensors and, in the safetensors metadata, a :class:`PolicySpec`
 as JSON: the environment, the observation's shape/dtype/bounds, the actions, the network's
-architecture and how it was trained. Loading never unpickles anything.
+architecture and how it was trained. Loading never unpickles anything, and allocates nothing
+the file does not hold: the architecture the metadata names is built on the meta device and
+its tensor shapes compared with the file's before a real network is made.
 """
 
-import json
 import math
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,84 +17,21 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from dqnkit.core import ConvQNetwork, QNetwork
-from dqnkit.export.contract import load_versioned_json
+from dqnkit.core import ConvQNetwork, NatureQNetwork, QNetwork
+from dqnkit.export.contract import FORMAT_VERSION, PolicySpec
 from dqnkit.export.files import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
     "PolicySpec",
     "bounds_to_json",
+    "build_network",
     "load_weights",
     "network_config",
     "save_weights",
 ]
 
-FORMAT_VERSION = 1
 _METADATA_KEY = "dqnkit.policy"
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """The contract of a trained policy: what it takes, what it returns, how it was made.
-
-    Attributes:
-      env_id: the Gymnasium id it was trained on.
-      obs_shape: one observation's shape, as the network takes it (after any preprocessing).
-      obs_dtype: that observation's numpy dtype name, e.g. ``"float32"`` or ``"uint8"``.
-      n_actions: the number of discrete actions; the policy returns an index below it.
-      network: the architecture, ``{"kind": "mlp", "hidden": [...]}`` or ``{"kind": "conv"}``.
-      obs_low: the observation space's lower bound, one number when uniform, else a flat list;
-        non-finite bounds are the strings ``"inf"`` / ``"-inf"`` (JSON has no infinity).
-      obs_high: the upper bound, like ``obs_low``.
-      action_meanings: a name per action when the environment names them.
-      train_steps: environment steps of training.
-      eval_return: the mean greedy return of the final evaluation, when there was one.
-      preprocessing: how observations are made from the environment's (pixels), or None.
-      format_version: this file layout's version.
-    """
-
-    env_id: str
-    obs_shape: tuple[int, ...]
-    obs_dtype: str
-    n_actions: int
-    network: dict[str, Any]
-    obs_low: float | str | list[float | str] | None = None
-    obs_high: float | str | list[float | str] | None = None
-    action_meanings: list[str] | None = None
-    train_steps: int = 0
-    eval_return: float | None = None
-    preprocessing: dict[str, Any] | None = None
-    format_version: int = field(default=FORMAT_VERSION)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), allow_nan=False, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "PolicySpec":
-        data = load_versioned_json(text, key="format_version", version=FORMAT_VERSION)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        missing = sorted(
-            f.name
-            for f in fields(cls)
-            if f.name not in data and f.default is MISSING and f.default_factory is MISSING
-        )
-        if unknown or missing:
-            raise ValueError(f"policy metadata has unknown keys {unknown} / lacks {missing}")
-        data["obs_shape"] = tuple(data["obs_shape"])
-        return cls(**data)
-
-    def build_network(self) -> nn.Module:
-        """A freshly initialised network of this spec's architecture."""
-        kind = self.network.get("kind")
-        if kind == "mlp":
-            return QNetwork(
-                math.prod(self.obs_shape), self.n_actions, hidden=tuple(self.network["hidden"])
-            )
-        if kind == "conv":
-            return ConvQNetwork(self.obs_shape, self.n_actions)
-        raise ValueError(f"unknown network kind {kind!r} in policy metadata")
 
 
 def bounds_to_json(values: Any) -> float | str | list[float | str]:
@@ -110,12 +47,52 @@ def bounds_to_json(values: Any) -> float | str | list[float | str]:
 
 
 def network_config(network: nn.Module) -> dict[str, Any]:
-    """The ``PolicySpec.network`` entry that rebuilds ``network``."""
+    """The ``PolicySpec.network`` entry that rebuilds ``network``.
+
+    ``{"kind": "mlp", "hidden": [...]}``, ``{"kind": "conv"}`` (the tutorial's CNN) or
+    ``{"kind": "nature"}`` (the Nature DQN CNN), each with ``"dueling": true`` for a dueling
+    head (a file without the key is a plain head).
+    """
+    dueling = {"dueling": True} if getattr(network, "dueling", False) else {}
     if isinstance(network, QNetwork):
-        return {"kind": "mlp", "hidden": list(network.hidden)}
+        return {"kind": "mlp", "hidden": list(network.hidden), **dueling}
     if isinstance(network, ConvQNetwork):
-        return {"kind": "conv"}
-    raise ValueError(f"cannot describe a {type(network).__name__}; use QNetwork or ConvQNetwork")
+        return {"kind": "conv", **dueling}
+    if isinstance(network, NatureQNetwork):
+        return {"kind": "nature", **dueling}
+    raise ValueError(
+        f"cannot describe a {type(network).__name__}; use QNetwork, ConvQNetwork or NatureQNetwork"
+    )
+
+
+def build_network(spec: PolicySpec) -> nn.Module:
+    """A freshly initialised network of ``spec``'s architecture; ValueError if it names none.
+
+    Under ``with torch.device("meta")`` nothing is allocated, which :func:`load_weights` uses
+    to check a file's tensor shapes before building the real network.
+    """
+    config = spec.network
+    kind = config.get("kind")
+    dueling = config.get("dueling", False)
+    if not isinstance(dueling, bool):
+        raise ValueError(f"policy metadata network dueling {dueling!r:.40} is not true or false")
+    if kind == "mlp":
+        hidden = config.get("hidden")
+        if not (
+            isinstance(hidden, list)
+            and hidden
+            and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden)
+        ):
+            raise ValueError(f"policy metadata network hidden {hidden!r:.80} is not widths")
+        return QNetwork(
+            math.prod(spec.obs_shape), spec.n_actions, hidden=tuple(hidden), dueling=dueling
+        )
+    if kind in ("conv", "nature"):
+        if len(spec.obs_shape) != 3:
+            raise ValueError(f"a {kind} network needs [C, H, W] observations, not {spec.obs_shape}")
+        cls = ConvQNetwork if kind == "conv" else NatureQNetwork
+        return cls(spec.obs_shape, spec.n_actions, dueling=dueling)
+    raise ValueError(f"unknown network kind {kind!r:.40} in policy metadata")
 
 
 def save_weights(path: str | os.PathLike[str], network: nn.Module, spec: PolicySpec) -> None:
@@ -137,15 +114,43 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[nn.Module, PolicySpec]:
     try:
         with safe_open(str(file), framework="pt") as f:
             text = (f.metadata() or {}).get(_METADATA_KEY)
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+            if text is None:
+                raise ValueError(f"{file}: a safetensors file without dqnkit policy metadata")
+            spec = _spec_from(file, text)
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+            _check_shapes(file, spec, shapes)
+            tensors = {name: f.get_tensor(name) for name in shapes}
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{file}: not a readable safetensors file ({error})") from error
-    if text is None:
-        raise ValueError(f"{file}: a safetensors file without dqnkit policy metadata")
-    spec = PolicySpec.from_json(text)
     network = spec.build_network()
     try:
         network.load_state_dict(tensors)
     except RuntimeError as error:
         raise ValueError(f"{file}: tensors do not match {spec.network}: {error}") from error
     return network.eval(), spec
+
+
+def _spec_from(file: Path, text: str) -> PolicySpec:
+    try:
+        return PolicySpec.from_json(text)
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from error
+
+
+def _check_shapes(file: Path, spec: PolicySpec, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The file's tensors must be exactly those of the network its metadata names."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_network(spec)
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from error
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    if expected != shapes:
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected))
+        differ = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+        raise ValueError(
+            f"{file}: its tensors are not those of the network {spec.network} for "
+            f"{spec.obs_shape} -> {spec.n_actions} actions (missing {missing[:3]}, unexpected "
+            f"{extra[:3]}, other shapes {differ[:3]})"
+        )

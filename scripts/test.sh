@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-web.sh  # npm packages in web/ and Chromium for tests/test_web.py
 export PATH="$PWD/.venv/bin:$PATH" SDL_VIDEODRIVER=dummy
 ruff check .
 ruff format --check .

@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from dqnkit.adapters import deploy_cli
+from dqnkit.adapters.cli_args import EVAL_SEED
 from dqnkit.adapters.errors import CommandError
 from tests.test_export import save_cartpole_weights
 
@@ -78,7 +80,8 @@ def test_export_command_writes_verified_artifacts_with_episode_observations(expo
 def test_play_gives_the_returns_of_the_pytorch_network(
     exported: Path, run_dir: Path, name: str
 ) -> None:
-    done = run_cli("play", str(exported / name), "--episodes", "3", "--seed", "7", "--json")
+    trust = ["--trust-pickle"] if name.endswith(".pt2") else []  # our own export
+    done = run_cli("play", str(exported / name), "--episodes", "3", "--seed", "7", "--json", *trust)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     expected = greedy_returns(run_dir, episodes=3, seed=7)
@@ -93,8 +96,14 @@ def test_play_gives_the_returns_of_the_pytorch_network(
 def test_play_text_output_and_cli_refusals(exported: Path, tmp_path: Path) -> None:
     done = run_cli("play", str(exported / "policy.onnx"), "--episodes", "2")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == "CartPole-v1: 2 episodes of policy.onnx (seed 0)"
-    assert done.stdout.splitlines()[1].startswith("return ")
+    first, second = done.stdout.splitlines()
+    number = r"-?[0-9]+\.[0-9]{2}"
+    assert re.fullmatch(
+        rf"CartPole-v1: {number} ± {number} over 2 episodes \(standard error {number}\), "
+        rf"seed {EVAL_SEED}, {re.escape(str(exported / 'policy.onnx'))}",
+        first,
+    ), first
+    assert second.startswith("returns: ")
     done = run_cli("play", str(tmp_path / "missing.onnx"))
     assert done.returncode == 2
     assert done.stderr == f"dqnkit: error: {tmp_path / 'missing.onnx'}: no such file\n"
@@ -132,7 +141,31 @@ def test_play_in_process_matches_pytorch(
     args = parse("play", str(exported_in_process / "policy.onnx"), "--episodes", "2", "--json")
     assert deploy_cli.play_command(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["returns"] == greedy_returns(run_dir, episodes=2, seed=0)
+    # One default seed for play and evaluate: the same episodes.
+    assert result["seed"] == EVAL_SEED
+    assert result["returns"] == greedy_returns(run_dir, episodes=2, seed=EVAL_SEED)
+
+
+def test_evaluate_and_play_report_alike(
+    exported_in_process: Path, run_dir: Path, capsys: Any
+) -> None:
+    from dqnkit.adapters.cli import main
+
+    onnx_file = str(exported_in_process / "policy.onnx")
+    assert main(["play", onnx_file, "--episodes", "3", "--json"]) == 0
+    played = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run_dir), "--episodes", "3", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert played.pop("policy") == onnx_file
+    assert evaluated.pop("policy") == str(run_dir / "policy.safetensors")
+    assert played == evaluated
+    assert main(["play", onnx_file, "--episodes", "3"]) == 0
+    play_text = capsys.readouterr().out
+    assert main(["evaluate", str(run_dir), "--episodes", "3"]) == 0
+    evaluate_text = capsys.readouterr().out
+    assert play_text.replace(onnx_file, "P") == evaluate_text.replace(
+        str(run_dir / "policy.safetensors"), "P"
+    )
 
 
 def test_export_refuses_bad_formats_and_missing_runs(run_dir: Path, tmp_path: Path) -> None:

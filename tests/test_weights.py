@@ -1,14 +1,21 @@
 """The weights file: round trip, contract in the metadata, and refusals."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from dqnkit.core import ConvQNetwork, QNetwork
+from dqnkit.core import ConvQNetwork, NatureQNetwork, QNetwork
 from dqnkit.export.files import atomic_write
-from dqnkit.export.weights import PolicySpec, bounds_to_json, load_weights, save_weights
+from dqnkit.export.weights import (
+    PolicySpec,
+    bounds_to_json,
+    load_weights,
+    network_config,
+    save_weights,
+)
 
 
 def cartpole_spec(**overrides: object) -> PolicySpec:
@@ -42,7 +49,12 @@ def test_conv_round_trip_includes_batch_norm_statistics(tmp_path: Path) -> None:
     net = ConvQNetwork((2, 30, 30), 3)
     net.train()(torch.rand(4, 2, 30, 30))  # moves the running statistics
     spec = cartpole_spec(
-        obs_shape=(2, 30, 30), obs_dtype="uint8", n_actions=3, network={"kind": "conv"}
+        obs_shape=(2, 30, 30),
+        obs_dtype="uint8",
+        n_actions=3,
+        network={"kind": "conv"},
+        obs_low=0.0,
+        obs_high=255.0,
     )
     save_weights(tmp_path / "c.safetensors", net, spec)
     loaded, _ = load_weights(tmp_path / "c.safetensors")
@@ -117,3 +129,45 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
 def test_bad_policy_metadata_is_a_value_error(metadata: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PolicySpec.from_json(metadata)
+
+
+@pytest.mark.parametrize(
+    ("network", "obs_shape", "kind"),
+    [
+        (lambda: QNetwork(4, 2, hidden=(16, 16), dueling=True), (4,), "mlp"),
+        (lambda: ConvQNetwork((2, 30, 30), 2, dueling=True), (2, 30, 30), "conv"),
+        (lambda: NatureQNetwork((4, 84, 84), 2), (4, 84, 84), "nature"),
+        (lambda: NatureQNetwork((4, 84, 84), 2, dueling=True), (4, 84, 84), "nature"),
+    ],
+)
+def test_dueling_and_nature_networks_round_trip(
+    tmp_path: Path, network: Any, obs_shape: tuple[int, ...], kind: str
+) -> None:
+    torch.manual_seed(0)
+    net = network().eval()
+    config = network_config(net)
+    assert config["kind"] == kind
+    assert config.get("dueling", False) == net.dueling
+    image = len(obs_shape) == 3
+    spec = cartpole_spec(
+        obs_shape=obs_shape,
+        obs_dtype="uint8" if image else "float32",
+        network=config,
+        obs_low=0.0 if image else -1.0,
+        obs_high=255.0 if image else 1.0,
+    )
+    save_weights(tmp_path / "w.safetensors", net, spec)
+    loaded, loaded_spec = load_weights(tmp_path / "w.safetensors")
+    assert type(loaded) is type(net)
+    assert loaded_spec.network == config
+    obs = torch.randint(0, 256, (3, *obs_shape)).to(torch.uint8 if image else torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(obs), net(obs), rtol=0, atol=0)
+
+
+def test_a_dueling_flag_that_is_not_a_bool_is_refused(tmp_path: Path) -> None:
+    net = QNetwork(4, 2, hidden=(16, 16))
+    spec = cartpole_spec(network={"kind": "mlp", "hidden": [16, 16], "dueling": "yes"})
+    save_weights(tmp_path / "w.safetensors", net, spec)
+    with pytest.raises(ValueError, match="dueling 'yes' is not true or false"):
+        load_weights(tmp_path / "w.safetensors")
