@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 pytest.importorskip("ale_py")
@@ -209,6 +210,12 @@ def test_atari_run_trains_checkpoints_resumes_exactly_and_exports(
     weights = load_file(straight / "policy.safetensors")
     assert "features.0.weight" in weights
     assert weights["features.0.weight"].shape == (32, 4, 8, 8)
+    first = sorted((straight / "checkpoints").iterdir())[0]
+    with safe_open(str(first), framework="pt") as f:
+        replay = json.loads(f.metadata()["dqnkit.checkpoint"])["replay"]
+        frames = f.get_slice("replay/obs").get_shape()
+    assert replay["stack"] == 4
+    assert frames[1:] == [84, 84]  # the checkpointed ring holds frames, not stacks
     copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
     train(config, resume=copy, quiet=True)
     again = load_file(copy / "policy.safetensors")
