@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from dqnkit.adapters.errors import CommandError
 
-__all__ = ["PIXEL_PRESETS", "PRESETS", "TrainConfig", "config_for"]
+__all__ = ["ATARI_PRESET", "PIXEL_PRESETS", "PRESETS", "TrainConfig", "config_for"]
 
 EpsilonSchedule = Literal["linear", "exponential"]
 FrameMode = Literal["difference", "stack"]
@@ -168,6 +168,13 @@ class TrainConfig:
         metadata=_doc("Pixels: 'difference' of the last two screens (the tutorial) or 'stack'."),
     )
     frames: int = field(default=4, metadata=_doc("Pixels: screens stacked with 'stack'."))
+    clip_rewards: bool = field(
+        default=False,
+        metadata=_doc(
+            "Clip rewards to their sign in the TD loss only (Mnih et al. 2015); logged and "
+            "evaluated returns stay unclipped. Atari's preset sets it."
+        ),
+    )
     threads: int = field(
         default=1,
         metadata=_doc("torch intra-op threads; 1 is fastest for small networks on a shared CPU."),
@@ -232,6 +239,10 @@ class TrainConfig:
             raise CommandError(f"--hidden needs positive widths, got {self.hidden}")
         if not self.pixels and (self.frame_mode != "difference" or self.frames != 4):
             raise CommandError("--frames and --frame-mode apply only with --pixels")
+        if self.pixels and self.atari:
+            raise CommandError(
+                "--pixels renders CartPole; ALE/ ids always get the Atari (Nature DQN) pipeline"
+            )
         if self.pixels and self.buffer_size <= self.num_envs:
             raise CommandError(
                 f"--buffer-size must exceed --num-envs ({self.num_envs}) with --pixels: a frame's "
@@ -266,8 +277,17 @@ class TrainConfig:
                     f"{total / 2**30:.0f} GiB of memory"
                 )
 
+    @property
+    def atari(self) -> bool:
+        """An ``ALE/`` id: observations come from the Nature DQN pipeline (adapters/atari.py)."""
+        return self.env_id.startswith("ALE/")
+
     def preprocessing(self) -> dict[str, Any] | None:
         """How observations are made from the environment's: None, or the pixel pipeline."""
+        if self.atari:
+            from dqnkit.adapters import atari
+
+            return atari.describe(self.env_id)
         if not self.pixels:
             return None
         from dqnkit.adapters import pixels
@@ -479,11 +499,45 @@ PIXEL_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Atari (issue 12): every ALE/ id. rl-baselines3-zoo hyperparams/dqn.yml "atari" (Adam lr 1e-4,
+# batch 32, buffer 100k, learning_starts 100k, hard target copy every 1000 steps, train_freq 4,
+# gradient_steps 1, epsilon 1 -> 0.01 over 10% of 1e7 steps, SB3's max_grad_norm 10), which
+# scales down the Nature DQN's (Mnih et al. 2015, extended data table 1: RMSProp lr 2.5e-4,
+# replay 1M, start 50k frames, target every 10k updates, epsilon 1 -> 0.1 over 1M frames,
+# rewards clipped to [-1, 1]). Steps are agent steps (4 emulator frames each).
+ATARI_PRESET: dict[str, Any] = {
+    "total_steps": 10_000_000,
+    "learning_rate": 1e-4,
+    "buffer_size": 100_000,
+    "batch_size": 32,
+    "learning_starts": 100_000,
+    "gamma": 0.99,
+    "train_every": 4,
+    "gradient_steps": 1,
+    "target_update_every": 1_000,
+    "tau": 1.0,
+    "epsilon_schedule": "linear",
+    "epsilon_start": 1.0,
+    "epsilon_end": 0.01,
+    "epsilon_steps": 1_000_000,
+    "max_grad_norm": 10.0,
+    "clip_rewards": True,
+    "eval_every": 250_000,
+    "eval_episodes": 10,
+    "checkpoint_every": 100_000,
+    "final_eval_episodes": 10,
+}
+for _game in ("Pong", "Breakout", "SpaceInvaders", "Seaquest", "Qbert", "BeamRider", "Enduro"):
+    PRESETS[f"ALE/{_game}-v5"] = dict(ATARI_PRESET)
+
+
 def config_for(env_id: str, **overrides: Any) -> TrainConfig:
     """The preset for ``env_id`` (the tutorial's defaults when there is none), with overrides.
 
-    With ``pixels=True`` the pixel preset for ``env_id`` is used instead.
+    With ``pixels=True`` the pixel preset for ``env_id`` is used instead; any ``ALE/`` id without
+    its own preset gets :data:`ATARI_PRESET`.
     """
     presets = PIXEL_PRESETS if overrides.get("pixels") else PRESETS
-    values = {**presets.get(env_id, {}), **overrides, "env_id": env_id}
+    fallback = ATARI_PRESET if env_id.startswith("ALE/") else {}
+    values = {**presets.get(env_id, fallback), **overrides, "env_id": env_id}
     return TrainConfig(**values).validate()

@@ -53,6 +53,10 @@ def check_env_id(env_id: Any, *, allow_import: bool = False) -> str:
 def gym_make(env_id: str, *, allow_import: bool = False, **kwargs: Any) -> gym.Env[Any, Any]:
     """``gymnasium.make`` behind :func:`check_env_id`, with a one-line error for a bad id."""
     check_env_id(env_id, allow_import=allow_import)
+    if env_id.startswith("ALE/"):  # Atari (issue 12): the ALE registers its envs on import
+        from dqnkit.adapters import atari
+
+        atari.register_ale()
     try:
         with env_errors(env_id, "make"):
             return gym.make(env_id, **kwargs)
@@ -190,6 +194,14 @@ def env_factory(
         kwargs = {} if render_mode is None else {"render_mode": render_mode}
         return lambda: gym_make(
             env_id, allow_import=allow_import, disable_env_checker=True, **kwargs
+        )
+    if preprocessing.get("kind") == "atari-nature":  # Atari (issue 12): adapters/atari.py
+        from dqnkit.adapters import atari
+
+        atari.AtariSpec.from_dict(preprocessing)  # a clear error for a bad description, once
+        mode = render_mode or "rgb_array"
+        return lambda: atari.make_atari_env(
+            env_id, preprocessing, allow_import=allow_import, render_mode=mode
         )
     from dqnkit.adapters import pixels
 

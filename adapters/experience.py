@@ -263,7 +263,10 @@ class FrameMemory:
         state = self._flush()
         tensors = {name: getattr(state, name)[: state.size] for name in self._FIELDS}
         tensors["latest"] = state.latest
-        return tensors, {"kind": self.kind, "capacity": state.capacity, "written": state.written}
+        meta = {"kind": self.kind, "capacity": state.capacity, "written": state.written}
+        if state.stack > 1:  # Atari: one frame per slot (issue 12)
+            meta["stack"] = state.stack
+        return tensors, meta
 
     @classmethod
     def restore(
@@ -275,7 +278,11 @@ class FrameMemory:
         device: torch.device,
     ) -> "FrameMemory":
         capacity, written = _ints(meta, "capacity", "written")
-        state = frame_replay.init(capacity, example, streams=streams, device=device)
+        stack = meta.get("stack", 1)
+        if stack not in (1, example.obs.shape[0]) or isinstance(stack, bool):
+            shape = tuple(example.obs.shape)
+            raise ValueError(f"replay stack {stack!r} does not fit observations {shape}")
+        state = frame_replay.init(capacity, example, streams=streams, device=device, stack=stack)
         size = min(written, capacity)
         expected = {name: getattr(state, name) for name in cls._FIELDS}
         if set(tensors) != {*cls._FIELDS, "latest"}:
@@ -402,9 +409,11 @@ def create_memory(
     device: torch.device,
     *,
     priorities: dict[str, float] | None = None,
+    stack: int = 1,
 ) -> Memory:
     """An empty memory; frame-sharing when ``example.obs`` is an image; prioritized when
-    ``priorities`` (``alpha``, ``beta``, ``eps``) are given.
+    ``priorities`` (``alpha``, ``beta``, ``eps``) are given; ``stack=k`` when observations are
+    stacks of ``k`` frames of which only the newest is new at each step (Atari's), stored once.
 
     Raises:
       CommandError: the buffer would not fit in memory.
@@ -414,7 +423,7 @@ def create_memory(
         memory: TransitionMemory | FrameMemory
         if shares_frames(tuple(example.obs.shape)):
             memory = FrameMemory(
-                frame_replay.init(capacity, example, streams=streams, device=device)
+                frame_replay.init(capacity, example, streams=streams, device=device, stack=stack)
             )
         else:
             memory = TransitionMemory(replay.init(capacity, example, device=device))

@@ -16,7 +16,14 @@ from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.experience import Sample
 from dqnkit.adapters.optim import Adam
-from dqnkit.core import ConvQNetwork, QNetwork, huber_loss, soft_update, td_target
+from dqnkit.core import (
+    ConvQNetwork,
+    NatureQNetwork,
+    QNetwork,
+    huber_loss,
+    soft_update,
+    td_target,
+)
 
 __all__ = ["Learner", "TrainingDiverged", "Update", "build_network"]
 
@@ -40,6 +47,8 @@ def build_network(obs_shape: tuple[int, ...], n_actions: int, config: TrainConfi
       CommandError: the network would not fit in memory (a huge ``--hidden``).
     """
     try:
+        if config.atari:  # the Nature DQN CNN for Atari's [4, 84, 84] stacks (issue 12)
+            return NatureQNetwork(obs_shape, n_actions, dueling=config.dueling)
         if len(obs_shape) == 3:
             return ConvQNetwork(obs_shape, n_actions, dueling=config.dueling)
         return QNetwork(math.prod(obs_shape), n_actions, config.hidden, dueling=config.dueling)
@@ -100,7 +109,9 @@ class Learner:
         with torch.no_grad():  # targets are constants: no gradient into either network here
             next_q = self.target(batch.next_obs)
             next_q_online = self.online(batch.next_obs) if config.double_dqn else None
-            y = td_target(batch.reward, batch.terminated, next_q, config.gamma, next_q_online)
+            # Atari: the reward's sign in the loss only (Mnih et al. 2015); returns stay unclipped.
+            reward = batch.reward.sign() if config.clip_rewards else batch.reward
+            y = td_target(reward, batch.terminated, next_q, config.gamma, next_q_online)
         td_error = q - y
         losses = huber_loss(td_error, config.huber_delta)
         loss = losses.mean() if sample.weights is None else (sample.weights * losses).mean()

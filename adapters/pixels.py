@@ -317,7 +317,7 @@ def observation(history: list[Frame], start: int, spec: PixelSpec) -> Frame:
 # --- the environment wrapper --------------------------------------------------------------------
 
 
-class PixelObservation(gym.Wrapper[Frame, Any, Any, Any]):
+class PixelObservation(gym.Wrapper[Frame, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """A CartPole whose observations are preprocessed screens ``[C, H, W]`` uint8.
 
     ``reset`` and ``step`` keep the wrapped env's rewards, ``terminated``, ``truncated`` and
@@ -330,7 +330,11 @@ class PixelObservation(gym.Wrapper[Frame, Any, Any, Any]):
     """
 
     def __init__(self, env: gym.Env[Any, Any], spec: PixelSpec) -> None:
-        super().__init__(env)
+        # Recorded so that gymnasium.make(env.spec) re-creates the wrapper (check_env does).
+        gym.utils.RecordConstructorArgs.__init__(self, spec=spec)
+        gym.Wrapper.__init__(self, env)
+        # Only rgb_array: the wrapper needs the render for its frames, so never a window.
+        self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}
         self.pixel_spec = spec
         self.observation_space = gym.spaces.Box(0, 255, spec.shape, np.uint8)
         self._history: deque[Frame] = deque(maxlen=spec.frames)

@@ -2,7 +2,7 @@
 
 A sweep is a list of configurations (a grid of :class:`TrainConfig` values, or random draws from
 it) times a list of seeds. Each (configuration, seed) is one Tune trial that runs dqnkit's own
-:func:`dqnkit.adapters.train`; the trial's Tune checkpoints are dqnkit's checkpoints
+:func:`dqnkit.adapters.training.train`; the trial's Tune checkpoints are dqnkit's checkpoints
 (a run directory's ``config.json`` and ``checkpoints/step-N.safetensors``), reported with the
 trial's metrics, so a trial that Tune restarts after a failure resumes exactly and ends as it
 would have uninterrupted. Tune schedules; nothing here does.

@@ -193,13 +193,18 @@ class _Parts:
         example = example_row(obs_shape, _torch_dtype(actor.observation_space.dtype))
         if run.checkpoint is None:
             self.memory = create_memory(
-                config.buffer_size, example, n, device, priorities=_priorities(config)
-            )
+                config.buffer_size, example, n, device, priorities=_priorities(config),
+                stack=_frame_stack(config, obs_shape),
+            )  # fmt: skip
             self.state = LoopState.fresh(n)
             self.memory.start(np.arange(n), actor.start(config.seed, self.state.envs))
         else:
             restored = _restore(run, self.learner, example, self.generators, device)
             self.memory, self.state = restored.memory, restored.loop
+            ring = getattr(self.memory, "inner", self.memory).state
+            if getattr(ring, "stack", 1) != _frame_stack(config, obs_shape):
+                raise CommandError(f"cannot resume from {run.checkpoint}: its replay's frame "
+                                   "stacking does not match the run's observations")  # fmt: skip
             actor.start(config.seed, self.state.envs)
         self.log = MetricsLog(run.run_dir, resume_step=self.state.step)
         if run.checkpoint is not None:
@@ -352,6 +357,11 @@ def _epsilon(config: TrainConfig, step: int) -> float:
 def _crossings(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in ``(before, after]``."""
     return after // every - before // every
+
+
+def _frame_stack(config: TrainConfig, obs_shape: tuple[int, ...]) -> int:
+    """Atari's stacks ``[k, 84, 84]`` are stored one new frame per slot (issue 12); else 1."""
+    return obs_shape[0] if config.atari else 1
 
 
 def _priorities(config: TrainConfig) -> dict[str, float] | None:
