@@ -8,6 +8,7 @@ import argparse
 import textwrap
 from typing import Any
 
+from dqnkit.adapters import cli_args
 from dqnkit.adapters.errors import CommandError
 
 __all__ = ["add_sweep_parser"]
@@ -64,9 +65,14 @@ def add_sweep_parser(subparsers: Any) -> None:
         default="grid",
         help="grid: every combination; random: --samples configurations drawn from the grid",
     )
-    parser.add_argument("--samples", type=int, help="configurations to draw with --search random")
     parser.add_argument(
-        "--search-seed", type=int, default=0, help="seed of --search random's draws [default: 0]"
+        "--samples", type=cli_args.positive_int, help="configurations to draw with --search random"
+    )
+    parser.add_argument(
+        "--search-seed",
+        type=cli_args.seed,
+        default=0,
+        help="seed of --search random's draws [default: 0]",
     )
     parser.add_argument(
         "--asha",
@@ -83,7 +89,7 @@ def add_sweep_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--grace-steps",
-        type=int,
+        type=cli_args.positive_int,
         help="--asha's first rung, in environment steps [default: the first checkpoint]",
     )
     parser.add_argument(
@@ -95,19 +101,19 @@ def add_sweep_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--cpus-per-trial",
-        type=float,
+        type=cli_args.finite_nonnegative,
         default=1.0,
         help="CPUs Tune reserves per trial [default: 1] (torch threads stay the config's)",
     )
     parser.add_argument(
         "--max-failures",
-        type=int,
+        type=cli_args.nonnegative_int,
         default=3,
         help="restarts of a lost trial from its last checkpoint [default: 3]",
     )
     parser.add_argument(
         "--table-episodes",
-        type=int,
+        type=cli_args.episode_count,
         default=100,
         help="greedy episodes per trial's final weights for the table [default: 100]",
     )
