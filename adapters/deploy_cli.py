@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,11 +220,13 @@ def export_command(args: argparse.Namespace) -> int:
     if not args.quiet and sys.stderr.isatty():
         print(f"exporting and verifying {', '.join(formats)}...", file=sys.stderr)
     try:
-        with tempfile.TemporaryDirectory(prefix=".dqnkit-web-onnx-") as scratch:
+        # The page gets a verified ONNX file of its own, exported to a scratch folder first.
+        scratch = tempfile.TemporaryDirectory(prefix=".dqnkit-web-") if web else nullcontext(out)
+        with scratch as target:
             result = export_policy(
                 network,
                 spec,
-                scratch if web else out,  # the page gets a verified ONNX file of its own
+                target,
                 formats=["onnx"] if web else formats,  # type: ignore[arg-type]
                 observations=observations,
                 seed=args.seed,
