@@ -407,12 +407,12 @@ def collect_observations(
     """
     import numpy as np
 
-    from dqnkit.adapters.envs import env_errors, finite_observation
+    from dqnkit.adapters.envs import env_errors, env_name, finite_observation
 
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     seen: list[np.ndarray] = []
-    env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    env_id = env_name(env)
     for episode in range(episodes):
         with env_errors(env_id, "reset"):
             obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()

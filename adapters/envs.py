@@ -23,6 +23,7 @@ __all__ = [
     "check_spaces",
     "env_errors",
     "env_factory",
+    "env_name",
     "finite_observation",
     "gym_make",
     "make_env",
@@ -92,6 +93,11 @@ def env_errors(env_id: str, call: str) -> Iterator[None]:
         raise CommandError(
             f"environment {env_id!r} raised {type(error).__name__} in {call}(){detail}"
         ) from error
+
+
+def env_name(env: gym.Env[Any, Any]) -> str:
+    """The id an environment was made from, for messages (its class when it has no spec)."""
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
 
 
 def finite_observation(obs: Any, env_id: str) -> Any:

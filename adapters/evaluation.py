@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqnkit.adapters.cli_args import EVAL_SEED
-from dqnkit.adapters.envs import env_errors, env_factory, finite_observation
+from dqnkit.adapters.envs import env_errors, env_factory, env_name, finite_observation
 from dqnkit.adapters.errors import CommandError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def run_episodes(
     quotas = [episodes // n + (i < episodes % n) for i in range(n)]
     envs = [(make_first or make)() if i == 0 else make() for i in range(n)]
     try:
-        env_id = _env_name(envs[0])
+        env_id = env_name(envs[0])
         limits = [_step_limit(env, max_episode_steps) for env in envs]
         obs = []
         for i, env in enumerate(envs):
@@ -131,10 +131,6 @@ def run_episodes(
         returns=[r for per_env in returns for r in per_env],
         lengths=[n for per_env in lengths for n in per_env],
     )
-
-
-def _env_name(env: gym.Env[Any, Any]) -> str:
-    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
 
 
 def _step_limit(env: gym.Env[Any, Any], default: int) -> int:

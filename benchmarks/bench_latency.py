@@ -37,13 +37,9 @@ def median_us(fn: Callable[[], object], *, calls: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (default: off)")
-    args = parser.parse_args()
-    calls, repeats = (200, 5) if args.quick else (2000, 15)
+def cartpole_mlp() -> tuple[QNetwork, PolicySpec]:
+    """The policy the latency benchmarks time: a 128-128 CartPole MLP (seed 0), and its spec."""
     torch.manual_seed(0)
-    torch.set_num_threads(1)  # like the runtime's one-thread session: a fair comparison
     net = QNetwork(4, 2, hidden=(128, 128)).eval()
     spec = PolicySpec(
         env_id="CartPole-v1",
@@ -54,6 +50,16 @@ def main() -> None:
         obs_low=[-4.8, "-inf", -0.42, "-inf"],
         obs_high=[4.8, "inf", 0.42, "inf"],
     )
+    return net, spec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (default: off)")
+    args = parser.parse_args()
+    calls, repeats = (200, 5) if args.quick else (2000, 15)
+    torch.set_num_threads(1)  # like the runtime's one-thread session: a fair comparison
+    net, spec = cartpole_mlp()
     with tempfile.TemporaryDirectory() as tmp:
         files = export_policy(net, spec, tmp, n_sampled=64, batch_sizes=(1, 64)).files
         graph = PolicyGraph(net)

@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from dqnkit.core import QNetwork
-from dqnkit.export import PolicySpec, export_policy
+from benchmarks.bench_latency import cartpole_mlp
+from dqnkit.export import export_policy
 from dqnkit.export.runtime import Policy
 from dqnkit.export.web import export_web
-from dqnkit.export.weights import network_config
 from tests.web_page import ROOT, drive, missing_tools
 
 NODE_SCRIPT = ROOT / "benchmarks" / "web_latency.mjs"
@@ -93,17 +91,7 @@ def main() -> None:
     if reason:
         sys.exit(f"bench_web: {reason}")
     count, rounds, repeats = (50, 1, 3) if args.quick else (500, args.rounds, 10)
-    torch.manual_seed(0)
-    net = QNetwork(4, 2, hidden=(128, 128)).eval()
-    spec = PolicySpec(
-        env_id="CartPole-v1",
-        obs_shape=(4,),
-        obs_dtype="float32",
-        n_actions=2,
-        network=network_config(net),
-        obs_low=[-4.8, "-inf", -0.42, "-inf"],
-        obs_high=[4.8, "inf", 0.42, "inf"],
-    )
+    net, spec = cartpole_mlp()  # the policy bench_latency times
     scale = np.array([1.0, 1.0, 0.1, 1.0])
     obs = (np.random.default_rng(0).normal(size=(count, 4)) * scale).astype(np.float32)
     timings: dict[str, list[float]] = {}
