@@ -107,6 +107,7 @@ def load_checkpoint(
     num_envs: int,
     device: torch.device,
     priorities: dict[str, float] | None = None,
+    n_step: tuple[int, float] | None = None,
 ) -> Restored:
     """Checks the whole file, then restores the modules, optimizer and generators in place.
 
@@ -135,10 +136,12 @@ def load_checkpoint(
         num_envs,
         device,
         priorities=priorities,
+        n_step=n_step,
     )
     expected_rows = loop.step
-    ring = memory.inner if isinstance(memory, PrioritizedMemory) else memory
-    if isinstance(ring, FrameMemory):  # plus one first frame per episode begun
+    if isinstance(memory, FrameMemory) or (
+        isinstance(memory, PrioritizedMemory) and isinstance(memory.inner, FrameMemory)
+    ):  # plus one first frame per episode begun
         expected_rows += num_envs + loop.episodes
     if memory.written() != expected_rows:
         raise ValueError(

@@ -102,6 +102,13 @@ class TrainConfig:
     double_dqn: bool = field(
         default=False, metadata=_doc("Use the double-DQN target (van Hasselt et al. 2015).")
     )
+    n_step: int = field(
+        default=1,
+        metadata=_doc(
+            "Learn from n-step returns: n rewards, then the bootstrap discounted by gamma^n "
+            "(Sutton & Barto 7.1; Rainbow used 3). 1 is one-step DQN."
+        ),
+    )
     dueling: bool = field(
         default=False,
         metadata=_doc("Dueling network heads: a state value plus advantages (Wang et al. 2016)."),
@@ -201,6 +208,7 @@ class TrainConfig:
             "eval_episodes",
             "threads",
             "final_eval_episodes",
+            "n_step",
         )
         for name in positive:
             value = getattr(self, name)
@@ -242,6 +250,17 @@ class TrainConfig:
         if self.pixels and self.atari:
             raise CommandError(
                 "--pixels renders CartPole; ALE/ ids always get the Atari (Nature DQN) pipeline"
+            )
+        if self.n_step > MAX_N_STEP:
+            raise CommandError(f"--n-step must be at most {MAX_N_STEP}, got {self.n_step}")
+        if self.n_step > 1 and (self.pixels or self.atari):
+            raise CommandError(
+                "--n-step works with vector observations only for now, not with --pixels or "
+                "ALE/ ids (their frame replay has no n-step windows yet)"
+            )
+        if self.n_step > 1 and self.clip_rewards:
+            raise CommandError(
+                "--clip-rewards with --n-step would clip the n-step sum, not each reward"
             )
         if self.pixels and self.buffer_size <= self.num_envs:
             raise CommandError(
@@ -327,6 +346,7 @@ class TrainConfig:
 
 
 MAX_SEED = 2**32 - 1
+MAX_N_STEP = 100  # windows wait in memory per environment; longer ones make little sense
 # The smallest row the loop can store: a 1-element float32 obs twice, action, reward, flag.
 _MIN_ROW_BYTES = 4 + 4 + 8 + 4 + 1
 

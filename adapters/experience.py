@@ -11,10 +11,10 @@ Steps are staged as numpy references and written to the core buffer in one copy 
 the buffer is next read (:meth:`Replay.sample` or :meth:`Replay.checkpoint`): the loop never
 flushes by hand, and sampling always sees every step recorded so far.
 
-Seams for what comes next: :class:`Sample` carries ``indices`` and ``weights`` (None for uniform
-sampling) and :meth:`Replay.update_priorities` takes the new priorities of a sampled batch (a
-no-op here), which is the whole interface a prioritized memory needs from the loop. An n-step
-builder sits between :class:`~dqnkit.adapters.vector.Step` and :meth:`Replay.add`.
+Two wrappers keep that protocol: :class:`PrioritizedMemory` draws by priority (:class:`Sample`
+then carries ``indices`` and ``weights``, and :meth:`Replay.update_priorities` takes the batch's
+new priorities), and :class:`NStepMemory` turns the steps it is given into n-step transitions
+(:class:`Sample` then carries each row's bootstrap ``discount``).
 """
 
 import math
@@ -30,6 +30,7 @@ from dqnkit.core import (
     ReplayState,
     Transition,
     frame_replay,
+    n_step_return,
     prioritized,
     replay,
     sum_tree,
@@ -38,6 +39,7 @@ from dqnkit.core import (
 __all__ = [
     "FrameMemory",
     "Memory",
+    "NStepMemory",
     "PrioritizedMemory",
     "Replay",
     "Sample",
@@ -46,6 +48,7 @@ __all__ = [
     "example_row",
     "restore_memory",
     "shares_frames",
+    "stored_stack",
 ]
 
 Array = np.ndarray[Any, Any]
@@ -76,11 +79,14 @@ class Sample(NamedTuple):
       indices: ``[B]`` where they are stored, for :meth:`Replay.update_priorities`; None when
         the memory has no priorities.
       weights: ``[B]`` importance-sampling weights for the loss; None for uniform sampling.
+      discount: ``[B]`` float32, the discount of each row's bootstrap (``gamma ** m`` for an
+        ``m``-step row, see :class:`NStepMemory`); None: every row is one step (``gamma``).
     """
 
     batch: Transition
     indices: torch.Tensor | None = None
     weights: torch.Tensor | None = None
+    discount: torch.Tensor | None = None
 
 
 class Replay(Protocol):
@@ -130,12 +136,16 @@ class _Staged:
 
 
 class TransitionMemory:
-    """Whole transitions in :mod:`dqnkit.core.replay`."""
+    """Whole transitions in :mod:`dqnkit.core.replay`; with ``discount`` (a ``[capacity]``
+    float32 tensor), each row's bootstrap discount beside it, for :class:`NStepMemory`."""
 
     kind = "transitions"
 
-    def __init__(self, state: ReplayState, written: int = 0) -> None:
+    def __init__(
+        self, state: ReplayState, written: int = 0, discount: torch.Tensor | None = None
+    ) -> None:
         self.state = state
+        self.discount = discount
         self._written = written
         self._staged = _Staged()
 
@@ -143,22 +153,40 @@ class TransitionMemory:
         pass  # rows carry their own obs
 
     def add(
-        self, obs: Array, action: Array, reward: Array, next_obs: Array, terminated: Array
+        self,
+        obs: Array,
+        action: Array,
+        reward: Array,
+        next_obs: Array,
+        terminated: Array,
+        discount: Array | None = None,
     ) -> None:
-        self._staged.append((obs, action, reward.astype(np.float32), next_obs, terminated))
+        row = (obs, action, reward.astype(np.float32), next_obs, terminated)
+        if (discount is None) != (self.discount is None):
+            raise ValueError("rows carry a discount exactly when the memory stores one")
+        self._staged.append(row if discount is None else (*row, discount.astype(np.float32)))
 
     def _flush(self) -> ReplayState:
         if self._staged.count:
-            self._written += self._staged.count
+            count = self._staged.count
+            self._written += count
             columns = self._staged.take(self.state.storage.obs.device)
-            self.state = self._write(Transition(*columns))
+            if self.discount is not None:
+                segments = replay.write_segments(self.state.cursor, count, self.state.capacity)
+                for dst, src, length in segments:
+                    self.discount[dst : dst + length].copy_(columns[5][src : src + length])
+            self.state = self._write(Transition(*columns[:5]))
         return self.state
 
     def _write(self, rows: Transition) -> ReplayState:
         return replay.add(self.state, rows)
 
     def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
-        return Sample(replay.sample(self._flush(), batch_size, generator))
+        state = self._flush()
+        if self.discount is None:
+            return Sample(replay.sample(state, batch_size, generator))
+        index = replay.sample_indices(state, batch_size, generator)
+        return Sample(replay.gather(state, index), discount=self.discount[index])
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
         pass
@@ -172,6 +200,8 @@ class TransitionMemory:
             name: field[: state.size]
             for name, field in zip(Transition._fields, state.storage, strict=True)
         }
+        if self.discount is not None:
+            tensors["discount"] = self.discount[: state.size]
         meta = {
             "kind": self.kind,
             "capacity": state.capacity,
@@ -196,10 +226,16 @@ class TransitionMemory:
                 f"replay counters disagree: size {size}, cursor {cursor} after {written} rows "
                 f"in {capacity}"
             )
-        _check_fields(tensors, Transition._fields, example, size)
+        rows = {name: tensor for name, tensor in tensors.items() if name != "discount"}
+        _check_fields(rows, Transition._fields, example, size)
         state = replay.init(capacity, example, device=device)
         state = replay.add(state, Transition(*(tensors[name] for name in Transition._fields)))
-        return cls(state._replace(cursor=cursor, size=size), written)
+        discount = None
+        if "discount" in tensors:
+            _check_tensor("discount", tensors["discount"], (size,), torch.float32)
+            discount = torch.zeros(capacity, dtype=torch.float32, device=device)
+            discount[:size].copy_(tensors["discount"])
+        return cls(state._replace(cursor=cursor, size=size), written, discount)
 
 
 class FrameMemory:
@@ -332,15 +368,26 @@ class PrioritizedMemory:
         self.inner.start(streams, obs)
 
     def add(
-        self, obs: Array, action: Array, reward: Array, next_obs: Array, terminated: Array
+        self,
+        obs: Array,
+        action: Array,
+        reward: Array,
+        next_obs: Array,
+        terminated: Array,
+        discount: Array | None = None,
     ) -> None:
-        self.inner.add(obs, action, reward, next_obs, terminated)
+        if discount is None:
+            self.inner.add(obs, action, reward, next_obs, terminated)
+        else:
+            assert isinstance(self.inner, TransitionMemory)
+            self.inner.add(obs, action, reward, next_obs, terminated, discount)
 
     def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
         self.inner._flush()
         beta = self.beta + (1.0 - self.beta) * min(max(progress, 0.0), 1.0)
         batch, indices, weights = prioritized.sample(self.state, batch_size, generator, beta)
-        return Sample(batch, indices, weights)
+        discount = getattr(self.inner, "discount", None)
+        return Sample(batch, indices, weights, None if discount is None else discount[indices])
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
         assert indices is not None
@@ -375,7 +422,9 @@ class PrioritizedMemory:
         **options: float,
     ) -> "PrioritizedMemory":
         ring = {k: v for k, v in tensors.items() if k != "priority_tree"}
-        inner = restore_memory(meta.get("ring"), ring, example, streams, device)
+        discounted = "discount" in ring  # checked against the run's settings by the caller
+        inner = _restore_ring(meta.get("ring"), ring, example, streams, device, None,
+                              discounted=discounted)  # fmt: skip
         if isinstance(inner, PrioritizedMemory) or "priority_tree" not in tensors:
             raise ValueError("prioritized replay without its ring or its priority tree")
         branching, reach = _ints(meta, "branching", "reach")
@@ -393,7 +442,171 @@ class PrioritizedMemory:
         return cls(inner, state=state, **options)
 
 
-Memory = TransitionMemory | FrameMemory | PrioritizedMemory
+class NStepMemory:
+    """n-step transitions built from the steps it is given, stored in a :class:`TransitionMemory`
+    (uniform or prioritized) with each row's bootstrap discount.
+
+    For each environment the last ``n - 1`` steps wait here. A step that completes a window of
+    ``n`` stores ``(obs_t, action_t, sum_k gamma^k r_{t+k}, obs_{t+n}, False)`` with discount
+    ``gamma ** n``. When an episode ends, every window still open is stored at once, cut at the
+    episode's last step: a terminated episode's with ``terminated`` True (discount 0), a
+    truncated one's bootstrapping from the real final observation with ``gamma ** m`` for its
+    ``m`` steps. So no row spans two episodes. The sums and discounts are
+    :func:`dqnkit.core.n_step_return`'s. A run's last ``n - 1`` steps per environment are never
+    stored (their windows stay open).
+
+    The loop's calls say where episodes end: :meth:`add` with ``terminated``, and
+    :meth:`start` for every stream that begins a new episode (after a truncation too).
+    """
+
+    kind = "n_step"
+
+    def __init__(
+        self,
+        inner: "TransitionMemory | PrioritizedMemory",
+        *,
+        n: int,
+        gamma: float,
+        streams: int,
+        example: Transition,
+    ) -> None:
+        if n < 2:
+            raise ValueError(f"n-step memory needs n >= 2, got {n}")
+        self.inner, self.n, self.gamma = inner, n, gamma
+        obs_dtype = example.obs.numpy().dtype
+        self.obs: Array = np.zeros((streams, n, *example.obs.shape), dtype=obs_dtype)
+        self.action: Array = np.zeros((streams, n), dtype=np.int64)
+        self.reward: Array = np.zeros((streams, n), dtype=np.float64)
+        self.count: Array = np.zeros(streams, dtype=np.int64)
+        self._final: Array = np.zeros((streams, *example.obs.shape), dtype=obs_dtype)
+
+    def start(self, streams: Array, obs: Array) -> None:
+        streams = np.asarray(streams, dtype=np.int64)
+        self._store(streams[self.count[streams] > 0], terminated=False)
+        self.inner.start(streams, obs)
+
+    def add(
+        self, obs: Array, action: Array, reward: Array, next_obs: Array, terminated: Array
+    ) -> None:
+        every = np.arange(len(action))
+        slot = self.count[every]
+        self.obs[every, slot] = obs
+        self.action[every, slot] = action
+        self.reward[every, slot] = reward
+        self.count += 1
+        self._final[...] = next_obs
+        ended = np.flatnonzero(terminated)
+        full = np.flatnonzero((self.count == self.n) & ~terminated)
+        if len(ended):
+            self._store(ended, terminated=True)
+        if len(full):
+            self._store(full, terminated=False, first_only=True)
+
+    def _store(self, streams: Array, *, terminated: bool, first_only: bool = False) -> None:
+        """Stores the open windows of ``streams`` (only each one's oldest with ``first_only``,
+        shifting the rest down), cut at their latest step."""
+        if not len(streams):
+            return
+        n = self.n
+        rows, starts = [], []
+        for stream in streams.tolist():
+            count = int(self.count[stream])
+            for first in range(1 if first_only else count):
+                rows.append(stream)
+                starts.append(first)
+        row, start = np.array(rows), np.array(starts)
+        offset = start[:, None] + np.arange(n)
+        mask = offset < self.count[row][:, None]
+        reward = np.where(mask, self.reward[row[:, None], np.minimum(offset, n - 1)], 0.0)
+        ends = np.zeros_like(mask)
+        if terminated:  # the window's last real step is the terminal one
+            ends[np.arange(len(row)), self.count[row] - 1 - start] = True
+        returns, discount = n_step_return(
+            torch.from_numpy(reward), torch.from_numpy(ends), self.gamma, torch.from_numpy(mask)
+        )
+        self.inner.add(
+            self.obs[row, start],
+            self.action[row, start],
+            returns.numpy(),
+            self._final[row],
+            np.full(len(row), terminated),
+            discount.numpy(),
+        )
+        if first_only:
+            self.obs[streams, :-1] = self.obs[streams, 1:]
+            self.action[streams, :-1] = self.action[streams, 1:]
+            self.reward[streams, :-1] = self.reward[streams, 1:]
+            self.count[streams] -= 1
+        else:
+            self.count[streams] = 0
+
+    def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
+        return self.inner.sample(batch_size, generator, progress)
+
+    def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
+        self.inner.update_priorities(indices, td_error)
+
+    def written(self) -> int:
+        """Steps given so far: the rows stored plus the steps still waiting in open windows."""
+        return self.inner.written() + int(self.count.sum())
+
+    def checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, inner = self.inner.checkpoint()
+        open_steps = {
+            "n_step/obs": self.obs[:, : self.n - 1],
+            "n_step/action": self.action[:, : self.n - 1],
+            "n_step/reward": self.reward[:, : self.n - 1],
+        }
+        tensors = {**tensors, **{k: torch.from_numpy(v.copy()) for k, v in open_steps.items()}}
+        meta = {"kind": self.kind, "n": self.n, "open": self.count.tolist(), "inner": inner}
+        return tensors, meta
+
+    @classmethod
+    def restore(
+        cls,
+        meta: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        example: Transition,
+        streams: int,
+        device: torch.device,
+        *,
+        n: int,
+        gamma: float,
+        priorities: dict[str, float] | None,
+    ) -> "NStepMemory":
+        if meta.get("n") != n:
+            raise ValueError(f"replay n-step {meta.get('n')!r} where the run's settings give {n}")
+        counts = meta.get("open")
+        if not (
+            isinstance(counts, list)
+            and len(counts) == streams
+            and all(type(c) is int and 0 <= c < n for c in counts)
+        ):
+            raise ValueError(f"replay open n-step windows {counts!r} are not {streams} ints < {n}")
+        ring = {k: v for k, v in tensors.items() if not k.startswith("n_step/")}
+        inner = _restore_ring(meta.get("inner"), ring, example, streams, device, priorities,
+                              discounted=True)  # fmt: skip
+        if not isinstance(inner, TransitionMemory | PrioritizedMemory):
+            raise ValueError("n-step replay must wrap transitions")
+        memory = cls(inner, n=n, gamma=gamma, streams=streams, example=example)
+        shape = tuple(example.obs.shape)
+        like = {
+            "n_step/obs": ((streams, n - 1, *shape), example.obs.dtype),
+            "n_step/action": ((streams, n - 1), torch.int64),
+            "n_step/reward": ((streams, n - 1), torch.float64),
+        }
+        for name, (want, dtype) in like.items():
+            if name not in tensors:
+                raise ValueError(f"replay {name} is missing")
+            _check_tensor(name, tensors[name], want, dtype)
+        memory.obs[:, : n - 1] = tensors["n_step/obs"].numpy()
+        memory.action[:, : n - 1] = tensors["n_step/action"].numpy()
+        memory.reward[:, : n - 1] = tensors["n_step/reward"].numpy()
+        memory.count[:] = counts
+        return memory
+
+
+Memory = TransitionMemory | FrameMemory | PrioritizedMemory | NStepMemory
 """Any of the memories (what :func:`create_memory` returns)."""
 
 _KINDS: dict[str, type[TransitionMemory] | type[FrameMemory]] = {
@@ -410,32 +623,53 @@ def create_memory(
     *,
     priorities: dict[str, float] | None = None,
     stack: int = 1,
+    n_step: tuple[int, float] | None = None,
 ) -> Memory:
     """An empty memory; frame-sharing when ``example.obs`` is an image; prioritized when
     ``priorities`` (``alpha``, ``beta``, ``eps``) are given; ``stack=k`` when observations are
-    stacks of ``k`` frames of which only the newest is new at each step (Atari's), stored once.
+    stacks of ``k`` frames of which only the newest is new at each step (Atari's), stored once;
+    storing ``n``-step transitions discounted by ``gamma`` when ``n_step = (n, gamma)``
+    (``n >= 2``, vector observations only).
 
     Raises:
-      CommandError: the buffer would not fit in memory.
+      CommandError: the buffer would not fit in memory, or n-step with image observations.
     """
     row_bytes = sum(t.element_size() * t.numel() for t in example)
+    images = shares_frames(tuple(example.obs.shape))
+    if n_step is not None and images:
+        raise CommandError("--n-step works with vector observations only, not with frames yet")
     try:
         memory: TransitionMemory | FrameMemory
-        if shares_frames(tuple(example.obs.shape)):
+        if images:
             memory = FrameMemory(
                 frame_replay.init(capacity, example, streams=streams, device=device, stack=stack)
             )
         else:
-            memory = TransitionMemory(replay.init(capacity, example, device=device))
+            discount = None
+            if n_step is not None:
+                discount = torch.zeros(capacity, dtype=torch.float32, device=device)
+            memory = TransitionMemory(replay.init(capacity, example, device=device), 0, discount)
     except (RuntimeError, MemoryError) as error:
         raise CommandError(
             f"cannot allocate a replay buffer of {capacity} rows "
             f"({capacity * row_bytes / 2**30:.1f} GiB): lower --buffer-size"
         ) from error
+    wrapped: TransitionMemory | FrameMemory | PrioritizedMemory = memory
     if priorities is not None:
         alpha, beta, eps = (priorities[k] for k in ("alpha", "beta", "eps"))
-        return PrioritizedMemory(memory, alpha=alpha, beta=beta, eps=eps)
-    return memory
+        wrapped = PrioritizedMemory(memory, alpha=alpha, beta=beta, eps=eps)
+    if n_step is None:
+        return wrapped
+    assert not isinstance(wrapped, FrameMemory)
+    n, gamma = n_step
+    return NStepMemory(wrapped, n=n, gamma=gamma, streams=streams, example=example)
+
+
+def stored_stack(memory: Memory) -> int:
+    """Frames per observation the memory assembles from single-frame slots (Atari's 4), else 1."""
+    while isinstance(memory, PrioritizedMemory | NStepMemory):
+        memory = memory.inner
+    return memory.state.stack if isinstance(memory, FrameMemory) else 1
 
 
 def restore_memory(
@@ -446,14 +680,45 @@ def restore_memory(
     device: torch.device,
     *,
     priorities: dict[str, float] | None = None,
+    n_step: tuple[int, float] | None = None,
 ) -> Memory:
-    """The memory :meth:`Replay.checkpoint` saved (``priorities`` as for :func:`create_memory`).
+    """The memory :meth:`Replay.checkpoint` saved (``priorities`` and ``n_step`` as for
+    :func:`create_memory`).
 
     Raises:
-      ValueError: the kind is unknown, a counter or tensor is missing or has the wrong shape
-        or dtype, or the counters disagree with the rows.
+      ValueError: the kind is unknown or not the run's settings', a counter or tensor is
+        missing or has the wrong shape or dtype, or the counters disagree with the rows.
     """
-    kind = meta.get("kind") if isinstance(meta, dict) else meta
+    if not isinstance(meta, dict):
+        raise ValueError(f"replay metadata must be an object, got {type(meta).__name__}")
+    kind = meta.get("kind")
+    if n_step is not None:
+        if kind != NStepMemory.kind:
+            raise ValueError(f"replay kind {kind!r} where the run's settings give n-step replay")
+        n, gamma = n_step
+        return NStepMemory.restore(meta, tensors, example, streams, device, n=n, gamma=gamma,
+                                   priorities=priorities)  # fmt: skip
+    if kind == NStepMemory.kind:
+        raise ValueError("replay kind 'n_step' where the run's settings give one-step replay")
+    return _restore_ring(meta, tensors, example, streams, device, priorities, discounted=False)
+
+
+def _restore_ring(
+    meta: Any,
+    tensors: dict[str, torch.Tensor],
+    example: Transition,
+    streams: int,
+    device: torch.device,
+    priorities: dict[str, float] | None,
+    *,
+    discounted: bool,
+) -> TransitionMemory | FrameMemory | PrioritizedMemory:
+    """A uniform or prioritized memory; ``discounted``: its rows carry n-step discounts."""
+    if ("discount" in tensors) != discounted:
+        raise ValueError(f"replay rows {'lack' if discounted else 'carry'} n-step discounts")
+    if not isinstance(meta, dict):
+        raise ValueError(f"replay metadata must be an object, got {type(meta).__name__}")
+    kind = meta.get("kind")
     if kind == PrioritizedMemory.kind and priorities is not None:
         return PrioritizedMemory.restore(meta, tensors, example, streams, device, **priorities)
     if kind not in _KINDS or (priorities is not None and kind != PrioritizedMemory.kind):

@@ -111,7 +111,9 @@ class Learner:
             next_q_online = self.online(batch.next_obs) if config.double_dqn else None
             # Atari: the reward's sign in the loss only (Mnih et al. 2015); returns stay unclipped.
             reward = batch.reward.sign() if config.clip_rewards else batch.reward
-            y = td_target(reward, batch.terminated, next_q, config.gamma, next_q_online)
+            # n-step rows bootstrap with gamma ** m, their own (NStepMemory); others with gamma.
+            gamma = config.gamma if sample.discount is None else sample.discount
+            y = td_target(reward, batch.terminated, next_q, gamma, next_q_online)
         td_error = q - y
         losses = huber_loss(td_error, config.huber_delta)
         loss = losses.mean() if sample.weights is None else (sample.weights * losses).mean()

@@ -32,7 +32,7 @@ from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.envs import action_meanings, env_factory
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, evaluate_policy
-from dqnkit.adapters.experience import create_memory, example_row
+from dqnkit.adapters.experience import create_memory, example_row, stored_stack
 from dqnkit.adapters.learner import Learner, TrainingDiverged
 from dqnkit.adapters.loop_state import EpisodeRow, Evaluation, LoopState
 from dqnkit.adapters.metrics import MetricsLog
@@ -194,15 +194,14 @@ class _Parts:
         if run.checkpoint is None:
             self.memory = create_memory(
                 config.buffer_size, example, n, device, priorities=_priorities(config),
-                stack=_frame_stack(config, obs_shape),
+                stack=_frame_stack(config, obs_shape), n_step=_n_step(config),
             )  # fmt: skip
             self.state = LoopState.fresh(n)
             self.memory.start(np.arange(n), actor.start(config.seed, self.state.envs))
         else:
             restored = _restore(run, self.learner, example, self.generators, device)
             self.memory, self.state = restored.memory, restored.loop
-            ring = getattr(self.memory, "inner", self.memory).state
-            if getattr(ring, "stack", 1) != _frame_stack(config, obs_shape):
+            if stored_stack(self.memory) != _frame_stack(config, obs_shape):
                 raise CommandError(f"cannot resume from {run.checkpoint}: its replay's frame "
                                    "stacking does not match the run's observations")  # fmt: skip
             actor.start(config.seed, self.state.envs)
@@ -373,6 +372,11 @@ def _priorities(config: TrainConfig) -> dict[str, float] | None:
         "beta": config.priority_beta,
         "eps": config.priority_eps,
     }
+
+
+def _n_step(config: TrainConfig) -> tuple[int, float] | None:
+    """The n-step memory's ``(n, gamma)``, or None for one-step transitions."""
+    return (config.n_step, config.gamma) if config.n_step > 1 else None
 
 
 def _due(before: int, after: int, every: int) -> bool:
@@ -576,6 +580,7 @@ def _restore(
             num_envs=run.config.num_envs,
             device=device,
             priorities=_priorities(run.config),
+            n_step=_n_step(run.config),
         )
 
     assert run.checkpoint is not None

@@ -21,7 +21,7 @@ import torch
 from dqnkit.core._checks import check_batch, check_positive_int
 from dqnkit.core.transition import Transition
 
-__all__ = ["ReplayState", "add", "init", "sample", "write_segments"]
+__all__ = ["ReplayState", "add", "gather", "init", "sample", "sample_indices", "write_segments"]
 
 
 class ReplayState(NamedTuple):
@@ -121,6 +121,8 @@ def add(state: ReplayState, rows: Transition) -> ReplayState:
 def sample(state: ReplayState, batch_size: int, generator: torch.Generator) -> Transition:
     """Draws ``batch_size`` rows uniformly, with replacement, among the written rows.
 
+    The same as ``gather(state, sample_indices(state, batch_size, generator))``.
+
     Args:
       state: the buffer; only its first ``size`` rows are ever read.
       batch_size: the number of rows ``B`` to draw.
@@ -129,6 +131,12 @@ def sample(state: ReplayState, batch_size: int, generator: torch.Generator) -> T
     Returns:
       A :class:`Transition` of fresh tensors ``[B, *field_shape]`` with the stored dtypes.
     """
+    return _gather(state, sample_indices(state, batch_size, generator))
+
+
+def sample_indices(state: ReplayState, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``[B]`` int64 rows drawn uniformly, with replacement, from ``[0, size)``, on the
+    storage's device (for a caller that keeps more per row than a :class:`Transition`)."""
     if state.size == 0:
         raise ValueError("cannot sample from an empty replay buffer (size 0)")
     check_positive_int("batch_size", batch_size)
@@ -136,10 +144,22 @@ def sample(state: ReplayState, batch_size: int, generator: torch.Generator) -> T
     index = torch.randint(
         0, state.size, (batch_size,), generator=generator, device=generator.device
     )
-    storage = state.storage
-    if index.device != storage.obs.device:
-        index = index.to(storage.obs.device)
-    return Transition(*(field.index_select(0, index) for field in storage))
+    device = state.storage.obs.device
+    return index if index.device == device else index.to(device)
+
+
+def gather(state: ReplayState, index: torch.Tensor) -> Transition:
+    """The rows at ``index`` (``[B]`` int64, each in ``[0, size)``) as fresh tensors."""
+    if index.dtype != torch.int64 or index.dim() != 1:
+        shape = tuple(index.shape)
+        raise ValueError(f"index must be a [B] int64 tensor, got {index.dtype} {shape}")
+    if index.numel() and not bool(((index >= 0) & (index < state.size)).all()):
+        raise ValueError(f"index holds rows outside the {state.size} written")
+    return _gather(state, index)
+
+
+def _gather(state: ReplayState, index: torch.Tensor) -> Transition:
+    return Transition(*(field.index_select(0, index) for field in state.storage))
 
 
 def _check_rows(storage: Transition, rows: Transition) -> int:

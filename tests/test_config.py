@@ -75,6 +75,10 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"batch_size": 10**15}, "--batch-size 1000000000000000 cannot fit"),
         ({"learning_rate": "0.1"}, "--learning-rate has the wrong type"),
         ({"num_envs": True}, "--num-envs has the wrong type"),
+        ({"n_step": 0}, "--n-step must be positive"),
+        ({"n_step": 101}, "--n-step must be at most 100"),
+        ({"n_step": 3, "pixels": True}, "--n-step works with vector observations only"),
+        ({"n_step": 3, "clip_rewards": True}, "would clip the n-step sum"),
     ],
 )
 def test_bad_values_fail_up_front(overrides: dict[str, object], message: str) -> None:

@@ -194,3 +194,27 @@ def test_add_returns_a_new_state_and_leaves_the_old_one_as_it_was() -> None:
     assert (after.cursor, after.size) == (2, 2)
     assert (again.cursor, again.size) == (1, 3)
     assert again.capacity == 3
+
+
+def test_sample_is_gather_of_sample_indices() -> None:
+    state = replay.add(replay.init(8, cartpole_row()), rows_with_ids(list(range(11))))
+    index = replay.sample_indices(state, 32, torch.Generator().manual_seed(3))
+    assert index.dtype == torch.int64
+    assert index.shape == (32,)
+    assert bool(((index >= 0) & (index < 8)).all())
+    via_gather = replay.gather(state, index)
+    batch = replay.sample(state, 32, torch.Generator().manual_seed(3))
+    for a, b in zip(batch, via_gather, strict=True):
+        assert torch.equal(a, b)
+    # Rows 3..10 were written last; slot i holds the id whose id % 8 == i.
+    assert [
+        (r - i) % 8 for r, i in zip(via_gather.action.tolist(), index.tolist(), strict=True)
+    ] == [0] * 32
+
+
+def test_gather_refuses_rows_not_written() -> None:
+    state = replay.add(replay.init(8, cartpole_row()), rows_with_ids([0, 1, 2]))
+    with pytest.raises(ValueError, match="outside the 3 written"):
+        replay.gather(state, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="int64"):
+        replay.gather(state, torch.tensor([0.0]))

@@ -493,9 +493,12 @@ def test_the_run_announces_itself_and_its_solve(
     assert json.loads((result.run_dir / "evaluation.json").read_text())["solved_at"] == 500
 
 
-def test_resume_with_prioritized_replay_dueling_and_double_dqn_is_exact(tmp_path: Path) -> None:
-    """Every option of the second wave on: the sum tree, its largest priority and the annealed
-    beta come back from the checkpoint, so resuming ends exactly like the straight run."""
+def test_resume_with_n_step_prioritized_replay_dueling_and_double_dqn_is_exact(
+    tmp_path: Path,
+) -> None:
+    """Every option of the second wave on: the sum tree, its largest priority, the annealed
+    beta and the open n-step windows come back from the checkpoint, so resuming ends exactly
+    like the straight run."""
     config = short_config(
         tmp_path,
         num_envs=2,
@@ -505,12 +508,15 @@ def test_resume_with_prioritized_replay_dueling_and_double_dqn_is_exact(tmp_path
         prioritized=True,
         dueling=True,
         double_dqn=True,
+        n_step=3,
     )
     straight = train(config, quiet=True).run_dir
     with safe_open(str(sorted((straight / "checkpoints").iterdir())[0]), framework="pt") as f:
         replay_meta = json.loads(f.metadata()["dqnkit.checkpoint"])["replay"]
-    assert replay_meta["kind"] == "prioritized"
-    assert replay_meta["max_priority"] > 1.0  # priorities were written back from TD errors
+    assert replay_meta["kind"] == "n_step"
+    assert any(replay_meta["open"])  # windows were open at the checkpoint
+    assert replay_meta["inner"]["kind"] == "prioritized"
+    assert replay_meta["inner"]["max_priority"] > 1.0  # priorities written back from TD errors
     copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")
     train(config, resume=copy, quiet=True)
     assert comparable_metrics(copy) == comparable_metrics(straight)
@@ -518,3 +524,5 @@ def test_resume_with_prioritized_replay_dueling_and_double_dqn_is_exact(tmp_path
     assert "value.weight" in weights_of(straight)  # the dueling head was trained and saved
     uniform = train(dataclasses.replace(config, prioritized=False), quiet=True).run_dir
     assert weights_of(uniform) != weights_of(straight)
+    one_step = train(dataclasses.replace(config, n_step=1), quiet=True).run_dir
+    assert weights_of(one_step) != weights_of(straight)
