@@ -33,7 +33,7 @@ __all__ = [
     "save_checkpoint",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: exploration draws by block from the seed (no "act" generator)
 _KEY = "dqnkit.checkpoint"
 KEEP = 3
 

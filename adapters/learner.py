@@ -15,7 +15,7 @@ from torch import nn
 from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.experience import Sample
-from dqnkit.adapters.optim import Adam
+from dqnkit.adapters.optim import Adam, clip_grad_norm
 from dqnkit.core import (
     ConvQNetwork,
     NatureQNetwork,
@@ -120,7 +120,7 @@ class Learner:
         self.optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.online.parameters(), config.max_grad_norm)
+            clip_grad_norm(self.optimizer.params, config.max_grad_norm)
         self.optimizer.step()
         return Update(loss.detach(), td_error.detach())
 

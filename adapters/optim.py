@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["Adam"]
+__all__ = ["Adam", "clip_grad_norm"]
 
 
 class Adam:
@@ -55,15 +55,23 @@ class Adam:
         bias_correction1 = 1 - beta1**self.steps
         bias_correction2_sqrt = math.sqrt(1 - beta2**self.steps)
         step_size = self.lr / bias_correction1
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            if p.grad is None:
-                continue
-            grad = p.grad
-            m.lerp_(grad, 1 - beta1)  # m = beta1 m + (1 - beta1) g
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v = beta2 v + (1 - beta2) g^2
-            # p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-            denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denom, value=-step_size)
+        trained = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not trained:
+            return
+        params: list[torch.Tensor] = [self.params[i] for i in trained]
+        grads = [p.grad for p in params if p.grad is not None]
+        m = [self.exp_avg[i] for i in trained]
+        v = [self.exp_avg_sq[i] for i in trained]
+        # Each torch._foreach_* op applies the same per-tensor kernel as the single-tensor
+        # method named beside it, to every tensor at once (one dispatch, not one per tensor).
+        torch._foreach_lerp_(m, grads, 1 - beta1)  # m.lerp_(g, 1 - beta1)
+        torch._foreach_mul_(v, beta2)  # v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+        # p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(params, m, denom, value=-step_size)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The moments as named tensors (``exp_avg/i``, ``exp_avg_sq/i``) for a checkpoint."""
@@ -96,3 +104,19 @@ class Adam:
         for name, stored in self.tensors().items():
             stored.copy_(tensors[name])
         self.steps = steps
+
+
+@torch.no_grad()
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """Scales the gradients so that their global 2-norm is at most ``max_norm``.
+
+    The arithmetic of ``torch.nn.utils.clip_grad_norm_(params, max_norm)`` (per-tensor norms,
+    the norm of those, ``max_norm / (norm + 1e-6)`` clamped at 1, one multiply), bit for bit
+    (tests/test_optim.py), without its grouping of tensors by device and dtype on every call.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, scale)

@@ -36,7 +36,7 @@ from dqnkit.adapters.experience import create_memory, example_row, stored_stack
 from dqnkit.adapters.learner import Learner, TrainingDiverged
 from dqnkit.adapters.loop_state import EpisodeRow, Evaluation, LoopState
 from dqnkit.adapters.metrics import MetricsLog
-from dqnkit.adapters.vector import Step, VectorActor, epsilon_greedy_lazy
+from dqnkit.adapters.vector import Exploration, Step, VectorActor
 from dqnkit.core import exponential_epsilon, linear_epsilon
 from dqnkit.export.files import atomic_write, remove_stale_temporaries
 from dqnkit.export.weights import PolicySpec, bounds_to_json, network_config, save_weights
@@ -186,10 +186,8 @@ class _Parts:
         self.actor = actor = VectorActor(make, config.num_envs, config.env_id)
         obs_shape, n = tuple(actor.observation_space.shape), config.num_envs
         self.learner = Learner(config, obs_shape, actor.n_actions, device)
-        self.generators = {
-            "act": torch.Generator().manual_seed(config.seed),
-            "sample": torch.Generator().manual_seed(config.seed + 1),
-        }
+        self.exploration = Exploration(config.seed, n, actor.n_actions)
+        self.generators = {"sample": torch.Generator().manual_seed(config.seed + 1)}
         example = example_row(obs_shape, _torch_dtype(actor.observation_space.dtype))
         if run.checkpoint is None:
             self.memory = create_memory(
@@ -213,11 +211,12 @@ class _Parts:
 
     def act(self, epsilon: float) -> Step:
         """One epsilon-greedy action per environment, and the step it makes."""
-        actor, learner = self.actor, self.learner
-        actions = epsilon_greedy_lazy(
-            lambda: learner.q_values(torch.as_tensor(actor.obs, device=self.device)),
-            actor.num_envs, actor.n_actions, epsilon, self.generators["act"],
-        )  # fmt: skip
+        actor, learner, device = self.actor, self.learner, self.device
+        actions = self.exploration.actions(
+            self.state.step // actor.num_envs,
+            epsilon,
+            lambda: learner.q_values(torch.as_tensor(actor.obs).to(device)),
+        )
         return actor.step(actions, self.state.envs)
 
     def store(self, step: Step, epsilon: float) -> None:

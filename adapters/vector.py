@@ -12,6 +12,7 @@ Seeding follows ``SyncVectorEnv``: environment ``i`` is reset once with ``seed +
 no seed.
 """
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import torch
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.loop_state import EnvSnapshot
 
-__all__ = ["EpisodeEnd", "Step", "VectorActor", "epsilon_greedy_lazy"]
+__all__ = ["EpisodeEnd", "Exploration", "Step", "VectorActor"]
 
 Array = np.ndarray[Any, Any]
 
@@ -107,6 +108,8 @@ class VectorActor:
         begun at each reset), so that a checkpoint taken after this step can rebuild the envs.
         """
         n = len(self.envs)
+        if n == 1:
+            return self._step_one(int(action[0]), action, snapshots)
         obs, next_obs = self.obs, np.empty_like(self.obs)
         reward = np.empty(n, dtype=np.float64)
         terminated = np.empty(n, dtype=np.bool_)
@@ -132,6 +135,27 @@ class VectorActor:
                 self.obs[i] = o
         return Step(obs, action, reward, next_obs, terminated, truncated, ended)
 
+    def _step_one(self, a: int, action: Array, snapshots: list[EnvSnapshot]) -> Step:
+        """:meth:`step` for a single environment, without the per-environment loop."""
+        env, snapshot, obs = self.envs[0], snapshots[0], self.obs
+        try:
+            o, r, te, tr, _ = env.step(a)
+        except Exception as error:
+            raise self._failed("step", error) from error
+        next_obs = np.array([o], dtype=obs.dtype)  # a copy: the env may reuse its array
+        snapshot.actions.append(a)
+        snapshot.episode_return += float(r)
+        ended = []
+        if te or tr:
+            ended.append(EpisodeEnd(0, snapshot.episode_return, len(snapshot.actions)))
+            snapshots[0] = EnvSnapshot(rng=env.unwrapped.np_random.bit_generator.state)
+            self.obs = np.array([self._call("reset", env.reset)[0]], dtype=obs.dtype)
+        else:
+            self.obs = next_obs  # never written in place: the replay may still hold it
+        reward = np.array([r], dtype=np.float64)
+        flags = np.array([te, tr], dtype=np.bool_)
+        return Step(obs, action, reward, next_obs, flags[:1], flags[1:], ended)
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
@@ -150,26 +174,46 @@ class VectorActor:
         )
 
 
-def epsilon_greedy_lazy(
-    q_values: Callable[[], torch.Tensor],
-    batch: int,
-    n_actions: int,
-    epsilon: float,
-    generator: torch.Generator,
-) -> Array:
-    """:func:`dqnkit.core.epsilon_greedy`, computing the Q-values only when some row is greedy.
+class Exploration:
+    """Epsilon-greedy actions whose random draws come in blocks, each a function of the seed.
 
-    Draws exactly what the core function draws, in the same order (``batch`` uniforms, then
-    ``batch`` random actions), so it returns the same actions for the same generator state
-    (tests/test_vector.py checks this); while epsilon is high most steps then need no forward
-    pass at all.
-
-    Returns:
-      ``[batch]`` int64 actions as numpy.
+    Act step ``s`` (counted over the run, one per call, all environments together) uses row
+    ``s % block`` of block ``s // block``: ``block`` rows of ``num_envs`` uniforms and as many
+    random actions, drawn at once from a generator seeded from ``(seed, s // block)`` alone.
+    Drawing per block instead of per step removes two generator calls from every step, and
+    since a block depends on nothing but its number, a resumed run redraws the block it stopped
+    in and continues exactly, with nothing to checkpoint. An environment explores where its
+    uniform is below epsilon (taking its random action); the others act greedily, and the
+    Q-values are computed only when at least one does.
     """
-    explore = torch.rand(batch, generator=generator).numpy() < np.float32(epsilon)
-    random_actions = torch.randint(0, n_actions, (batch,), generator=generator).numpy()
-    if explore.all():
-        return random_actions
-    greedy = q_values().argmax(dim=1).cpu().numpy()
-    return np.where(explore, random_actions, greedy)
+
+    def __init__(self, seed: int, num_envs: int, n_actions: int, block: int = 256) -> None:
+        self.seed, self.num_envs, self.n_actions, self.block = seed, num_envs, n_actions, block
+        self._number = -1
+        self._uniforms: Array = np.empty((0, num_envs), dtype=np.float32)
+        self._actions: Array = np.empty((0, num_envs), dtype=np.int64)
+
+    def draws(self, step: int) -> tuple[Array, Array]:
+        """Act step ``step``'s ``[num_envs]`` uniforms and random actions."""
+        number, row = divmod(step, self.block)
+        if number != self._number:
+            digest = hashlib.blake2b(f"dqnkit-explore:{self.seed}:{number}".encode(), digest_size=8)
+            generator = torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little"))
+            shape = (self.block, self.num_envs)
+            self._uniforms = torch.rand(shape, generator=generator).numpy()
+            self._actions = torch.randint(0, self.n_actions, shape, generator=generator).numpy()
+            self._number = number
+        return self._uniforms[row], self._actions[row]
+
+    def actions(self, step: int, epsilon: float, q_values: Callable[[], torch.Tensor]) -> Array:
+        """``[num_envs]`` int64 actions for act step ``step``."""
+        uniforms, random_actions = self.draws(step)
+        if self.num_envs == 1:  # the common case, without array operations
+            if uniforms[0] < np.float32(epsilon):
+                return random_actions
+            return q_values().argmax(dim=1).cpu().numpy()
+        explore = uniforms < np.float32(epsilon)
+        if explore.all():
+            return random_actions
+        greedy = q_values().argmax(dim=1).cpu().numpy()
+        return np.where(explore, random_actions, greedy)

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from dqnkit.adapters.optim import Adam
+from dqnkit.adapters.optim import Adam, clip_grad_norm
 from dqnkit.core import QNetwork
 
 
@@ -28,6 +28,27 @@ def test_adam_matches_torch_adam_bit_for_bit(lr: float) -> None:
         assert torch.equal(a, b)
     exp_avg = [reference.state[p]["exp_avg"] for p in theirs.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(mine.exp_avg, exp_avg, strict=True))
+
+
+# Clipping hard, a little, not at all; and gradients so small that the 1e-6 matters.
+@pytest.mark.parametrize(("scale", "max_norm"), [(30, 1e-3), (30, 10.0), (30, 1e6), (1e-4, 1e-7)])
+def test_clip_grad_norm_matches_torch_bit_for_bit(scale: float, max_norm: float) -> None:
+    torch.manual_seed(0)
+    ours, theirs = QNetwork(4, 3, (16, 16)), QNetwork(4, 3, (16, 16))
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(2))
+    for net in (ours, theirs):
+        (net(x) * scale).mean().backward()
+    before = [p.grad.clone() for p in ours.parameters() if p.grad is not None]
+    clip_grad_norm(list(ours.parameters()), max_norm)
+    torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
+    after = [p.grad for p in ours.parameters()]
+    for a, b in zip(after, [p.grad for p in theirs.parameters()], strict=True):
+        assert a is not None
+        assert b is not None
+        assert torch.equal(a, b)
+    changed = any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert changed == (max_norm < 1e6)
 
 
 def test_training_parts_do_not_import_dynamo() -> None:

@@ -10,8 +10,7 @@ import torch
 
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.loop_state import EnvSnapshot
-from dqnkit.adapters.vector import VectorActor, epsilon_greedy_lazy
-from dqnkit.core import epsilon_greedy
+from dqnkit.adapters.vector import Exploration, VectorActor
 
 
 class ScriptedEnv(gym.Env[np.ndarray, int]):
@@ -142,20 +141,51 @@ def test_an_environment_that_raises_is_a_one_line_error() -> None:
         actor.step(np.array([0]), snapshots)
 
 
+@pytest.mark.parametrize("num_envs", [1, 5])
 @pytest.mark.parametrize("epsilon", [0.0, 0.3, 0.9, 1.0])
-def test_lazy_epsilon_greedy_equals_the_core_function(epsilon: float) -> None:
-    q = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
-    ours, core = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    for _ in range(50):
-        expected = epsilon_greedy(q, epsilon, core).numpy()
-        assert np.array_equal(epsilon_greedy_lazy(lambda: q, 5, 3, epsilon, ours), expected)
-    assert torch.equal(ours.get_state(), core.get_state())
+def test_exploration_is_epsilon_greedy_over_its_blocks_draws(epsilon: float, num_envs: int) -> None:
+    """Each step's actions: the random action where the uniform is below epsilon, else argmax."""
+    q = torch.randn(num_envs, 3, generator=torch.Generator().manual_seed(1))
+    exploration = Exploration(seed=7, num_envs=num_envs, n_actions=3, block=8)
+    for step in range(50):
+        uniforms, random_actions = exploration.draws(step)
+        expected = np.where(uniforms < epsilon, random_actions, q.argmax(1).numpy())
+        assert np.array_equal(exploration.actions(step, epsilon, lambda: q), expected)
 
 
-def test_lazy_epsilon_greedy_skips_the_network_when_every_row_explores() -> None:
+def test_exploration_draws_are_uniform_and_new_in_every_block() -> None:
+    exploration = Exploration(seed=0, num_envs=4, n_actions=3, block=100)
+    draws = [exploration.draws(step) for step in range(5_000)]
+    uniforms = np.stack([u for u, _ in draws])
+    actions = np.stack([a for _, a in draws])
+    assert uniforms.dtype == np.float32
+    assert actions.dtype == np.int64
+    # 20,000 draws each: 5 standard deviations of a mean of U(0, 1) is about 0.01.
+    assert abs(float(uniforms.mean()) - 0.5) < 0.011
+    counts = np.bincount(actions.ravel(), minlength=3)
+    assert set(actions.ravel().tolist()) == {0, 1, 2}
+    assert (np.abs(counts - 20_000 / 3) < 5 * np.sqrt(20_000 * 2 / 9)).all()
+    # No block repeats another (or another seed's).
+    assert not np.array_equal(uniforms[:100], uniforms[100:200])
+    other = Exploration(seed=1, num_envs=4, n_actions=3, block=100)
+    assert not np.array_equal(other.draws(0)[0], exploration.draws(0)[0])
+
+
+def test_exploration_restarted_mid_block_continues_exactly() -> None:
+    """A resumed run makes a new Exploration at the step it stopped: the same draws follow."""
+    straight = Exploration(seed=3, num_envs=2, n_actions=4, block=16)
+    through = [straight.draws(step) for step in range(40)]
+    resumed = Exploration(seed=3, num_envs=2, n_actions=4, block=16)
+    for step in range(21, 40):
+        u, a = resumed.draws(step)
+        assert np.array_equal(u, through[step][0])
+        assert np.array_equal(a, through[step][1])
+
+
+def test_exploration_skips_the_network_when_every_row_explores() -> None:
     def no_network() -> torch.Tensor:
         raise AssertionError("called")
 
-    actions = epsilon_greedy_lazy(no_network, 4, 3, 1.0, torch.Generator().manual_seed(0))
+    actions = Exploration(0, 4, 3).actions(0, 1.0, no_network)
     assert actions.shape == (4,)
     assert ((actions >= 0) & (actions < 3)).all()
