@@ -27,9 +27,11 @@ Two choices of ours:
   :class:`~gymnasium.wrappers.StickyAction` applies the same 0.25 at every emulator frame (below
   the frame skip, as the ALE does), drawing from the env's ``np_random``, which a checkpoint
   records. One difference from the ALE's: the first frame after a reset is never sticky.
-- **No life-loss terminals here.** Gymnasium's ``terminal_on_life_loss`` ends the whole game at
-  a life lost (its reset restarts the game); this pipeline always plays whole games, which is what
-  evaluation and ``dqnkit play`` must see. ``terminal_on_life_loss`` is stored as ``False``.
+- **No life-loss terminals in the env.** Gymnasium's ``terminal_on_life_loss`` ends the whole
+  game at a life lost (its reset restarts the game); this pipeline always plays whole games,
+  which is what evaluation and ``dqnkit play`` must see, so ``terminal_on_life_loss`` is stored
+  as ``False`` here. Training's ``--terminal-on-life-loss`` instead marks the replay's
+  transition where ``info["lives"]`` falls as terminal, and the game goes on.
 
 The description :func:`describe` returns is stored as ``PolicySpec.preprocessing``; it is
 received data when a policy is loaded: :meth:`AtariSpec.from_dict` checks every field's type

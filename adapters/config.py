@@ -182,6 +182,14 @@ class TrainConfig:
             "evaluated returns stay unclipped. Atari's preset sets it."
         ),
     )
+    terminal_on_life_loss: bool = field(
+        default=False,
+        metadata=_doc(
+            "Atari: a step that loses a life is terminal in replay (no bootstrap past it, as "
+            "DeepMind's DQN trained); the game plays on, and logged returns, evaluation and "
+            "play see whole games."
+        ),
+    )
     threads: int = field(
         default=1,
         metadata=_doc("torch intra-op threads; 1 is fastest for small networks on a shared CPU."),
@@ -262,6 +270,8 @@ class TrainConfig:
             raise CommandError(
                 "--clip-rewards with --n-step would clip the n-step sum, not each reward"
             )
+        if self.terminal_on_life_loss and not self.atari:
+            raise CommandError("--terminal-on-life-loss applies to ALE/ (Atari) ids only")
         if self.pixels and self.buffer_size <= self.num_envs:
             raise CommandError(
                 f"--buffer-size must exceed --num-envs ({self.num_envs}) with --pixels: a frame's "

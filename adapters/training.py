@@ -206,6 +206,7 @@ class _Parts:
         self.log = MetricsLog(run.run_dir, resume_step=self.state.step)
         if run.checkpoint is not None:
             self.log.write(self.state)  # TensorBoard: the checkpoint's rows, once
+        self.life_loss = config.terminal_on_life_loss
         self.clock = _Clock(self.state.step)
         self.last_good = run.checkpoint
 
@@ -222,7 +223,9 @@ class _Parts:
     def store(self, step: Step, epsilon: float) -> None:
         """The step's transitions into replay; a metrics row for each episode that ended."""
         state = self.state
-        self.memory.add(step.obs, step.action, step.reward, step.next_obs, step.terminated)
+        # A lost life ends the bootstrap in replay only (the game, and its episode, go on).
+        terminal = step.terminated | step.lost_life if self.life_loss else step.terminated
+        self.memory.add(step.obs, step.action, step.reward, step.next_obs, terminal)
         state.step += self.actor.num_envs
         if step.ended:
             restarted = np.array([end.env for end in step.ended])

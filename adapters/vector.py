@@ -48,6 +48,8 @@ class Step(NamedTuple):
       terminated: ``[N]`` bool: the episode ended in a terminal state (no bootstrapping).
       truncated: ``[N]`` bool: it was cut off (a time limit); bootstrapping continues.
       ended: the episodes that ended on this step, in environment order.
+      lost_life: ``[N]`` bool: the env's ``info["lives"]`` fell on this step (Atari); always
+        False for envs that report no lives.
     """
 
     obs: Array
@@ -57,6 +59,7 @@ class Step(NamedTuple):
     terminated: Array
     truncated: Array
     ended: list[EpisodeEnd]
+    lost_life: Array
 
 
 class VectorActor:
@@ -76,6 +79,8 @@ class VectorActor:
         self.observation_space = space
         self.n_actions = int(self.envs[0].action_space.n)
         self.obs: Array = np.zeros((num_envs, *space.shape), dtype=space.dtype)
+        # info["lives"] after each env's latest step or reset (None: the env reports none).
+        self.lives: list[Any] = [None] * num_envs
 
     @property
     def num_envs(self) -> int:
@@ -88,7 +93,7 @@ class VectorActor:
         environment exactly where the checkpoint left it. Returns :attr:`obs`.
         """
         for i, (env, snapshot) in enumerate(zip(self.envs, snapshots, strict=True)):
-            self.obs[i] = self._call("reset", env.reset, seed=seed + i)[0]
+            self.obs[i], info = self._call("reset", env.reset, seed=seed + i)
             if snapshot.rng is not None:
                 try:
                     env.unwrapped.np_random.bit_generator.state = snapshot.rng
@@ -96,9 +101,11 @@ class VectorActor:
                     raise ValueError(
                         f"environment snapshot {i}: bad rng state ({error})"
                     ) from error
-                self.obs[i] = self._call("reset", env.reset)[0]
+                self.obs[i], info = self._call("reset", env.reset)
             for action in snapshot.actions:
-                self.obs[i] = self._call("step", env.step, action)[0]
+                result = self._call("step", env.step, action)
+                self.obs[i], info = result[0], result[-1]
+            self.lives[i] = _lives(info)
         return self.obs
 
     def step(self, action: Array, snapshots: list[EnvSnapshot]) -> Step:
@@ -114,15 +121,17 @@ class VectorActor:
         reward = np.empty(n, dtype=np.float64)
         terminated = np.empty(n, dtype=np.bool_)
         truncated = np.empty(n, dtype=np.bool_)
+        lost_life = np.empty(n, dtype=np.bool_)
         actions = action.tolist()
         ended: list[EpisodeEnd] = []
         self.obs = np.empty_like(obs)
         for i, env in enumerate(self.envs):
             try:
-                o, r, te, tr, _ = env.step(actions[i])
+                o, r, te, tr, info = env.step(actions[i])
             except Exception as error:
                 raise self._failed("step", error) from error
             next_obs[i], reward[i], terminated[i], truncated[i] = o, r, te, tr
+            lost_life[i] = self._lost_life(i, info)
             snapshot = snapshots[i]
             snapshot.actions.append(actions[i])
             snapshot.episode_return += float(r)
@@ -130,18 +139,20 @@ class VectorActor:
                 ended.append(EpisodeEnd(i, snapshot.episode_return, len(snapshot.actions)))
                 rng = env.unwrapped.np_random.bit_generator.state
                 snapshots[i] = EnvSnapshot(rng=rng)
-                self.obs[i] = self._call("reset", env.reset)[0]
+                self.obs[i], info = self._call("reset", env.reset)
+                self.lives[i] = _lives(info)
             else:
                 self.obs[i] = o
-        return Step(obs, action, reward, next_obs, terminated, truncated, ended)
+        return Step(obs, action, reward, next_obs, terminated, truncated, ended, lost_life)
 
     def _step_one(self, a: int, action: Array, snapshots: list[EnvSnapshot]) -> Step:
         """:meth:`step` for a single environment, without the per-environment loop."""
         env, snapshot, obs = self.envs[0], snapshots[0], self.obs
         try:
-            o, r, te, tr, _ = env.step(a)
+            o, r, te, tr, info = env.step(a)
         except Exception as error:
             raise self._failed("step", error) from error
+        lost = self._lost_life(0, info)
         next_obs = np.array([o], dtype=obs.dtype)  # a copy: the env may reuse its array
         snapshot.actions.append(a)
         snapshot.episode_return += float(r)
@@ -149,12 +160,19 @@ class VectorActor:
         if te or tr:
             ended.append(EpisodeEnd(0, snapshot.episode_return, len(snapshot.actions)))
             snapshots[0] = EnvSnapshot(rng=env.unwrapped.np_random.bit_generator.state)
-            self.obs = np.array([self._call("reset", env.reset)[0]], dtype=obs.dtype)
+            reset, info = self._call("reset", env.reset)
+            self.obs = np.array([reset], dtype=obs.dtype)
+            self.lives[0] = _lives(info)
         else:
             self.obs = next_obs  # never written in place: the replay may still hold it
         reward = np.array([r], dtype=np.float64)
-        flags = np.array([te, tr], dtype=np.bool_)
-        return Step(obs, action, reward, next_obs, flags[:1], flags[1:], ended)
+        flags = np.array([te, tr, lost], dtype=np.bool_)
+        return Step(obs, action, reward, next_obs, flags[:1], flags[1:2], ended, flags[2:])
+
+    def _lost_life(self, i: int, info: dict[str, Any]) -> bool:
+        """Whether env ``i``'s lives fell on the step that returned ``info``; records them."""
+        before, self.lives[i] = self.lives[i], _lives(info)
+        return before is not None and self.lives[i] is not None and self.lives[i] < before
 
     def close(self) -> None:
         for env in self.envs:
@@ -172,6 +190,12 @@ class VectorActor:
         return CommandError(
             f"environment {self.env_id} raised in {what}: {type(error).__name__}: {error}"
         )
+
+
+def _lives(info: Any) -> int | None:
+    """``info["lives"]`` as an int (the ALE's), or None when the env reports no lives."""
+    lives = info.get("lives") if isinstance(info, dict) else None
+    return int(lives) if isinstance(lives, int | np.integer) else None
 
 
 class Exploration:

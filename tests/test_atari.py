@@ -292,3 +292,30 @@ def test_check_env_passes_on_the_cartpole_pixel_environment() -> None:
         env = pixels.make_pixel_env("CartPole-v1", pixels.describe("CartPole-v1", frame_mode=mode))
         check_env(env)  # default settings: warnings are not failures, errors are
         env.close()
+
+
+def test_terminal_on_life_loss_marks_replay_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Breakout's five lives: with the option, each lost life is a terminal transition in
+    replay, while the logged episodes are still whole games (ended only by game over or the
+    time limit)."""
+    monkeypatch.setattr(atari, "MAX_EPISODE_FRAMES", 2_000)
+    terminals, games = {}, {}
+    for option in (False, True):
+        config = dataclasses.replace(
+            config_for("ALE/Breakout-v5", total_steps=400, learning_starts=400, buffer_size=500,
+                       epsilon_start=1.0, epsilon_end=1.0, checkpoint_every=0,
+                       final_eval_episodes=1, out=str(tmp_path / str(option))),
+            terminal_on_life_loss=option,
+        )  # fmt: skip
+        run_dir = train(config, quiet=True).run_dir
+        replay = load_file(sorted((run_dir / "checkpoints").iterdir())[-1])
+        terminals[option] = int(replay["replay/terminated"].sum())
+        rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+        games[option] = [row.split(",")[:4] for row in rows]  # step, episode, return, length
+    assert games[True]
+    assert games[True] == games[False]  # the same games, step for step (same seed, no learning)
+    assert terminals[True] >= terminals[False] + 2  # lives lost mid-game are terminal now
+    with pytest.raises(CommandError, match="ALE/"):
+        config_for("CartPole-v1", terminal_on_life_loss=True)

@@ -189,3 +189,52 @@ def test_exploration_skips_the_network_when_every_row_explores() -> None:
     actions = Exploration(0, 4, 3).actions(0, 1.0, no_network)
     assert actions.shape == (4,)
     assert ((actions >= 0) & (actions < 3)).all()
+
+
+class LivesEnv(gym.Env[np.ndarray, int]):
+    """Three lives, one lost on steps 2 and 4, the game over (terminated) on step 6."""
+
+    observation_space = gym.spaces.Box(-1e6, 1e6, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)  # type: ignore[assignment]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        super().reset(seed=seed)
+        self.t, self.lives = 0, 3
+        return np.zeros(1, np.float32), {"lives": self.lives}
+
+    def step(self, action: int) -> Any:
+        self.t += 1
+        if self.t in (2, 4, 6):
+            self.lives -= 1
+        return np.full(1, self.t, np.float32), 1.0, self.t == 6, False, {"lives": self.lives}
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_a_lost_life_is_flagged_on_its_step_and_the_episode_goes_on(num_envs: int) -> None:
+    actor = VectorActor(LivesEnv, num_envs, "Lives")
+    snapshots = [EnvSnapshot() for _ in range(num_envs)]
+    actor.start(seed=0, snapshots=snapshots)
+    flags, ends = [], []
+    for _ in range(8):
+        step = actor.step(np.zeros(num_envs, dtype=np.int64), snapshots)
+        flags.append(step.lost_life.tolist())
+        ends.append(step.terminated.tolist())
+    # Steps 2 and 4 lose a life mid-game; step 6 loses the last one and ends the game; the
+    # new game's reset restores the lives, which is not a loss (step 7), and its second step
+    # loses one again (step 8).
+    expected = [False, True, False, True, False, True, False, True]
+    assert flags == [[lost] * num_envs for lost in expected]
+    assert [e[0] for e in ends] == [False] * 5 + [True, False, False]
+    # Rebuilt from a snapshot after step 3 (lives 2), the next loss is still seen on step 4.
+    rebuilt = VectorActor(LivesEnv, 1, "Lives")
+    snapshot = [EnvSnapshot(actions=[0, 0, 0])]
+    rebuilt.start(seed=0, snapshots=snapshot)
+    assert rebuilt.lives == [2]
+    assert rebuilt.step(np.zeros(1, dtype=np.int64), snapshot).lost_life.tolist() == [True]
+
+
+def test_envs_without_lives_never_lose_one() -> None:
+    actor = VectorActor(ScriptedEnv, 1, "Scripted")
+    snapshots = [EnvSnapshot()]
+    actor.start(seed=0, snapshots=snapshots)
+    assert not any(actor.step(np.zeros(1, np.int64), snapshots).lost_life[0] for _ in range(20))
