@@ -60,6 +60,8 @@ class TrainResult:
       interrupted: stopped by Ctrl-C or SIGTERM (a checkpoint was written).
       solved_at: the step at which a periodic evaluation reached ``stop_return``, or None.
       solved_return: that evaluation's mean return, or None.
+      solved_seconds: seconds into this process's part of the run when that evaluation ended
+        (the clock of ``wall_seconds``), or None.
     """
 
     run_dir: Path
@@ -69,6 +71,7 @@ class TrainResult:
     interrupted: bool = False
     solved_at: int | None = None
     solved_return: float | None = None
+    solved_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ def _train(
             parts.update_target(before)
             parts.learn(before)
             if _due(before, state.step, config.eval_every) and parts.evaluate_periodically():
+                parts.solved_seconds = parts.clock.seconds()
                 mean = state.evaluations[-1].mean_return
                 _say(quiet, f"solved at step {state.step} (greedy mean {mean:.2f})", bar)
             if _due(before, state.step, config.checkpoint_every):
@@ -208,6 +212,7 @@ class _Parts:
             self.log.write(self.state)  # TensorBoard: the checkpoint's rows, once
         self.life_loss = config.terminal_on_life_loss
         self.clock = _Clock(self.state.step)
+        self.solved_seconds: float | None = None
         self.last_good = run.checkpoint
 
     def act(self, epsilon: float) -> Step:
@@ -344,7 +349,8 @@ class _Parts:
         state = self.state
         solved = state.evaluations[-1].mean_return if state.solved_at is not None else None
         return TrainResult(self.run_dir, state.step, evaluation, self.clock.seconds(),
-                           evaluation is None, state.solved_at, solved)  # fmt: skip
+                           evaluation is None, state.solved_at, solved,
+                           self.solved_seconds)  # fmt: skip
 
 
 # --- the loop's small helpers ---------------------------------------------------------------

@@ -54,6 +54,9 @@ def run_seed(job: tuple[str, int, dict[str, Any], int]) -> dict[str, Any]:
         "seed": seed,
         "steps": result.steps,
         "train_seconds": round(wall, 2),
+        "solved_seconds": None
+        if result.solved_seconds is None
+        else round(result.solved_seconds, 2),
         "eval_mean": final.mean_return,
         "eval_std": final.std_return,
     }
@@ -80,17 +83,20 @@ def main() -> None:
 
     threshold = SOLVED.get(args.env)
     print(f"{args.env} overrides={overrides} jobs={args.jobs}")
-    print("| seed | steps | train s | 100-ep greedy mean ± std | solved |")
-    print("|---:|---:|---:|---:|:---:|")
+    print("| seed | steps | s to the early stop | train() s | 100-ep greedy mean ± std | solved |")
+    print("|---:|---:|---:|---:|---:|:---:|")
     for r in rows:
         solved = "" if threshold is None else ("yes" if r["eval_mean"] >= threshold else "no")
+        stop = "-" if r["solved_seconds"] is None else f"{r['solved_seconds']:.2f}"
         print(
-            f"| {r['seed']} | {r['steps']} | {r['train_seconds']:.1f} | "
-            f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {solved} |"
+            f"| {r['seed']} | {r['steps']} | {stop} | {r['train_seconds']:.2f} | "
+            f"{r['eval_mean']:.2f} ± {r['eval_std']:.2f} | {solved} |"
         )
     walls = [r["train_seconds"] for r in rows]
+    stops = [r["solved_seconds"] for r in rows if r["solved_seconds"] is not None]
     print(
-        f"median train s: {statistics.median(walls):.1f}; "
+        f"median train() s: {statistics.median(walls):.2f}; median s to the early stop: "
+        f"{statistics.median(stops) if stops else float('nan'):.2f} ({len(stops)} stopped); "
         f"median steps: {statistics.median(r['steps'] for r in rows):.0f}"
     )
     if threshold is not None:

@@ -487,6 +487,9 @@ def test_the_run_announces_itself_and_its_solve(
     assert result.solved_at == 500  # any policy balances CartPole 5 steps
     assert result.solved_return is not None
     assert result.solved_return >= 5.0
+    # Its clock stopped at the solve: before the final evaluation and the plot.
+    assert result.solved_seconds is not None
+    assert 0 < result.solved_seconds < result.wall_seconds
     first = printed_before_first_checkpoint[0]
     assert f"run directory: {result.run_dir}\nconfig: {result.run_dir / 'config.json'}" in first
     assert f"solved at step 500 (greedy mean {result.solved_return:.2f})" in first
