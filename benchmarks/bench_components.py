@@ -56,7 +56,13 @@ def finished_sweep(folder: Path) -> Path | None:
     return done[-1].parent if done else None
 
 
-def run(out: Path, seeds: str, envs: tuple[str, ...], arms: dict[str, dict[str, str]]) -> None:
+def run(
+    out: Path,
+    seeds: str,
+    envs: tuple[str, ...],
+    arms: dict[str, dict[str, str]],
+    address: str | None = None,
+) -> None:
     for env_id in envs:
         for arm, options in arms.items():
             folder = arm_dir(out, env_id, arm)
@@ -68,6 +74,8 @@ def run(out: Path, seeds: str, envs: tuple[str, ...], arms: dict[str, dict[str, 
                        "--quiet"]  # fmt: skip
             for name, value in grid.items():
                 command += ["--grid", f"{name}={value}"]
+            if address is not None:  # a running Ray cluster that several sweeps can share
+                command += ["--address", address]
             print(" ".join(command), flush=True)
             subprocess.run(command, check=True)
 
@@ -160,14 +168,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/components"))
     parser.add_argument("--ablations", action="store_true", help="each component alone")
     parser.add_argument("--envs", default=None, help="comma-separated (default: all of them)")
+    parser.add_argument("--arms", default=None, help="comma-separated (default: all of them)")
+    parser.add_argument("--seeds", default=None, help="default: 0-4, ablations 0-2")
+    parser.add_argument("--address", default=None, help="a Ray cluster to attach the sweeps to")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the curves")
     args = parser.parse_args()
     envs = tuple(args.envs.split(",")) if args.envs else None
     if args.action == "run":
-        if args.ablations:
-            run(args.out, "0-2", envs or ABLATION_ENVS, ABLATIONS)
-        else:
-            run(args.out, "0-4", envs or MAIN_ENVS, ARMS)
+        arms = ABLATIONS if args.ablations else ARMS
+        if args.arms:
+            arms = {name: arms[name] for name in args.arms.split(",")}
+        seeds = args.seeds or ("0-2" if args.ablations else "0-4")
+        default_envs = ABLATION_ENVS if args.ablations else MAIN_ENVS
+        run(args.out, seeds, envs or default_envs, arms, args.address)
         return
     main_envs, ablation_envs = envs or MAIN_ENVS, envs or ABLATION_ENVS
     print(table(args.out, main_envs, tuple(ARMS)))
