@@ -504,7 +504,10 @@ def _ray_running(ray: Any, address: str | None) -> Iterator[None]:
         if address is not None:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
+            # address="local": without it ray.init attaches to a cluster that `ray start` left
+            # running on this machine (or RAY_ADDRESS), and then refuses num_cpus.
             ray.init(
+                address="local",
                 num_cpus=_usable_cpus(),
                 include_dashboard=False,
                 logging_level="WARNING",

@@ -550,3 +550,29 @@ def test_summary_counts_trials_that_never_started(tmp_path):
     assert (row["mean"], row["iqm"], row["mean_steps"]) == (40.0, 40.0, 300.0)
     assert "1/3 (1 failed) (1 not started)" in result.table()
     assert result.trials[0]["last_eval"] is None  # NaN (no evaluation yet) is written as empty
+
+
+def test_without_an_address_the_sweep_starts_its_own_local_ray() -> None:
+    """Not a cluster that `ray start` left running here: that one would refuse num_cpus."""
+    from dqnkit.adapters import sweep
+
+    calls: list[dict[str, Any]] = []
+
+    class Ray:
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+        def shutdown(self) -> None:
+            calls.append({"shutdown": True})
+
+    with sweep._ray_running(Ray(), None):
+        pass
+    with sweep._ray_running(Ray(), "10.0.0.1:6379"):
+        pass
+    assert calls[0]["address"] == "local"
+    assert calls[0]["num_cpus"] >= 1
+    assert calls[2]["address"] == "10.0.0.1:6379"
+    assert "num_cpus" not in calls[2]
