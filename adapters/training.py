@@ -221,7 +221,7 @@ class _Parts:
         actions = self.exploration.actions(
             self.state.step // actor.num_envs,
             epsilon,
-            lambda: learner.q_values(torch.as_tensor(actor.obs).to(device)),
+            lambda: learner.q_values(_on(device, torch.as_tensor(actor.obs))),
         )
         return actor.step(actions, self.state.envs)
 
@@ -456,6 +456,11 @@ def _say(quiet: bool, message: str, bar: Any = None) -> None:
             bar.write(message)
         else:
             print(message, flush=True)
+
+
+def _on(device: torch.device, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on ``device``, without a call when it is there already (every acting step)."""
+    return tensor if tensor.device == device else tensor.to(device)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:
