@@ -26,6 +26,7 @@ from dqnkit.export.files import read_safetensors, write_safetensors
 
 __all__ = [
     "FORMAT_VERSION",
+    "CheckpointVersionError",
     "Restored",
     "checkpoint_path",
     "list_checkpoints",
@@ -36,6 +37,10 @@ __all__ = [
 FORMAT_VERSION = 3  # 3: exploration draws by block from the seed (no "act" generator)
 _KEY = "dqnkit.checkpoint"
 KEEP = 3
+
+
+class CheckpointVersionError(ValueError):
+    """A dqnkit checkpoint, or something claiming to be one, of a format this one cannot read."""
 
 
 @dataclass
@@ -118,7 +123,10 @@ def load_checkpoint(
     tensors, document = read_safetensors(path, _KEY)
     if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
         version = document.get("format_version") if isinstance(document, dict) else None
-        raise ValueError(f"checkpoint format {version!r}, this dqnkit reads {FORMAT_VERSION}")
+        raise CheckpointVersionError(
+            f"checkpoint format {version!r}, this dqnkit reads {FORMAT_VERSION} (a checkpoint "
+            "of another dqnkit version resumes with that version)"
+        )
     expected = {"format_version", "loop", "optim_steps", "replay"}
     if set(document) != expected:
         raise ValueError(f"checkpoint fields {sorted(set(document) ^ expected)} wrong")

@@ -26,7 +26,12 @@ import torch
 from tqdm import tqdm
 
 from dqnkit.adapters import rundir
-from dqnkit.adapters.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from dqnkit.adapters.checkpoint import (
+    CheckpointVersionError,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from dqnkit.adapters.cli_args import EVAL_SEED
 from dqnkit.adapters.config import TrainConfig
 from dqnkit.adapters.envs import action_meanings, env_factory
@@ -599,6 +604,8 @@ def _restore(
     assert run.checkpoint is not None
     try:
         return load(run.checkpoint)
+    except CheckpointVersionError as error:
+        raise CommandError(f"cannot resume from {run.checkpoint}: {error}") from error
     except ValueError as error:
         reason = " ".join(str(error).split())[:300]
         message = (

@@ -529,3 +529,18 @@ def test_resume_with_n_step_prioritized_replay_dueling_and_double_dqn_is_exact(
     assert weights_of(uniform) != weights_of(straight)
     one_step = train(dataclasses.replace(config, n_step=1), quiet=True).run_dir
     assert weights_of(one_step) != weights_of(straight)
+
+
+def test_a_checkpoint_of_another_format_is_named_as_such_not_as_corrupted(tmp_path: Path) -> None:
+    from dqnkit.adapters.checkpoint import FORMAT_VERSION
+    from dqnkit.export.files import read_safetensors, write_safetensors
+
+    run_dir = train(short_config(tmp_path, total_steps=1_000), quiet=True).run_dir
+    for path in (run_dir / "checkpoints").iterdir():
+        tensors, document = read_safetensors(path, "dqnkit.checkpoint")
+        write_safetensors(path, tensors, "dqnkit.checkpoint", {**document, "format_version": 2})
+    with pytest.raises(CommandError) as caught:
+        train(TrainConfig(env_id=""), resume=run_dir, quiet=True)
+    message = str(caught.value)
+    assert f"checkpoint format 2, this dqnkit reads {FORMAT_VERSION}" in message
+    assert "corrupted" not in message
