@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.experience import FrameMemory, Memory, PrioritizedMemory, restore_memory
+from dqnkit.adapters.experience import FrameMemory, Memory, restore_memory, ring_of
 from dqnkit.adapters.loop_state import LoopState
 from dqnkit.adapters.optim import Adam
 from dqnkit.core import Transition
@@ -147,9 +147,7 @@ def load_checkpoint(
         n_step=n_step,
     )
     expected_rows = loop.step
-    if isinstance(memory, FrameMemory) or (
-        isinstance(memory, PrioritizedMemory) and isinstance(memory.inner, FrameMemory)
-    ):  # plus one first frame per episode begun
+    if isinstance(ring_of(memory), FrameMemory):  # plus one first frame per episode begun
         expected_rows += num_envs + loop.episodes
     if memory.written() != expected_rows:
         raise ValueError(

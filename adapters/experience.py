@@ -47,6 +47,7 @@ __all__ = [
     "create_memory",
     "example_row",
     "restore_memory",
+    "ring_of",
     "shares_frames",
     "stored_stack",
 ]
@@ -478,6 +479,8 @@ class NStepMemory:
         self.action: Array = np.zeros((streams, n), dtype=np.int64)
         self.reward: Array = np.zeros((streams, n), dtype=np.float64)
         self.count: Array = np.zeros(streams, dtype=np.int64)
+        # The latest step's next_obs, by reference: the loop never writes an array it has
+        # handed over, and an episode's open windows are stored before the next step's add.
         self._final: Array = np.zeros((streams, *example.obs.shape), dtype=obs_dtype)
 
     def start(self, streams: Array, obs: Array) -> None:
@@ -494,7 +497,7 @@ class NStepMemory:
         self.action[every, slot] = action
         self.reward[every, slot] = reward
         self.count += 1
-        self._final[...] = next_obs
+        self._final = next_obs
         ended = np.flatnonzero(terminated)
         full = np.flatnonzero((self.count == self.n) & ~terminated)
         if len(ended):
@@ -665,11 +668,17 @@ def create_memory(
     return NStepMemory(wrapped, n=n, gamma=gamma, streams=streams, example=example)
 
 
-def stored_stack(memory: Memory) -> int:
-    """Frames per observation the memory assembles from single-frame slots (Atari's 4), else 1."""
+def ring_of(memory: Memory) -> TransitionMemory | FrameMemory:
+    """The memory that stores the rows, under any prioritized or n-step wrapper."""
     while isinstance(memory, PrioritizedMemory | NStepMemory):
         memory = memory.inner
-    return memory.state.stack if isinstance(memory, FrameMemory) else 1
+    return memory
+
+
+def stored_stack(memory: Memory) -> int:
+    """Frames per observation the memory assembles from single-frame slots (Atari's 4), else 1."""
+    ring = ring_of(memory)
+    return ring.state.stack if isinstance(ring, FrameMemory) else 1
 
 
 def restore_memory(
