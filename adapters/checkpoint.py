@@ -113,6 +113,7 @@ def load_checkpoint(
     device: torch.device,
     priorities: dict[str, float] | None = None,
     n_step: tuple[int, float] | None = None,
+    clip_rewards: bool = False,
 ) -> Restored:
     """Checks the whole file, then restores the modules, optimizer and generators in place.
 
@@ -145,6 +146,7 @@ def load_checkpoint(
         device,
         priorities=priorities,
         n_step=n_step,
+        clip_rewards=clip_rewards,
     )
     expected_rows = loop.step
     if isinstance(ring_of(memory), FrameMemory):  # plus one first frame per episode begun

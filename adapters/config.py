@@ -178,8 +178,8 @@ class TrainConfig:
     clip_rewards: bool = field(
         default=False,
         metadata=_doc(
-            "Clip rewards to their sign in the TD loss only (Mnih et al. 2015); logged and "
-            "evaluated returns stay unclipped. Atari's preset sets it."
+            "Clip rewards to their sign in the TD loss only (Mnih et al. 2015), each one before "
+            "an n-step sum; logged and evaluated returns stay unclipped. Atari's preset sets it."
         ),
     )
     terminal_on_life_loss: bool = field(
@@ -261,15 +261,6 @@ class TrainConfig:
             )
         if self.n_step > MAX_N_STEP:
             raise CommandError(f"--n-step must be at most {MAX_N_STEP}, got {self.n_step}")
-        if self.n_step > 1 and (self.pixels or self.atari):
-            raise CommandError(
-                "--n-step works with vector observations only for now, not with --pixels or "
-                "ALE/ ids (their frame replay has no n-step windows yet)"
-            )
-        if self.n_step > 1 and self.clip_rewards:
-            raise CommandError(
-                "--clip-rewards with --n-step would clip the n-step sum, not each reward"
-            )
         if self.terminal_on_life_loss and not self.atari:
             raise CommandError("--terminal-on-life-loss applies to ALE/ (Atari) ids only")
         if self.pixels and self.buffer_size <= self.num_envs:

@@ -187,7 +187,11 @@ class TransitionMemory:
         if self.discount is None:
             return Sample(replay.sample(state, batch_size, generator))
         index = replay.sample_indices(state, batch_size, generator)
-        return Sample(replay.gather(state, index), discount=self.discount[index])
+        return self.finish(replay.gather(state, index), index)
+
+    def finish(self, batch: Transition, index: torch.Tensor) -> Sample:
+        """The sample of the rows ``batch`` read from slots ``index``: with their discounts."""
+        return Sample(batch, discount=None if self.discount is None else self.discount[index])
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
         pass
@@ -240,13 +244,28 @@ class TransitionMemory:
 
 
 class FrameMemory:
-    """Frames stored once each in :mod:`dqnkit.core.frame_replay`."""
+    """Frames stored once each in :mod:`dqnkit.core.frame_replay`.
+
+    With ``n_step = (n, gamma)`` a drawn transition becomes the n-step one that begins with it,
+    built at sample time from the ring's later slots (:func:`dqnkit.core.frame_replay.
+    n_step_window`): rewards summed by :func:`dqnkit.core.n_step_return` (each clipped to its
+    sign first with ``clip_rewards``), ``next_obs`` the last real step's, and the bootstrap
+    discount in :attr:`Sample.discount`. The ring is the same for every ``n``. Unlike
+    :class:`NStepMemory`, a stream's newest steps are drawn too, their windows cut at the
+    newest slot (bootstrapping from it with ``gamma ** m``, a shorter but valid target).
+    """
 
     kind = "frames"
     _FIELDS = ("obs", "action", "reward", "terminated", "source")
 
-    def __init__(self, state: FrameReplayState) -> None:
+    def __init__(
+        self,
+        state: FrameReplayState,
+        n_step: tuple[int, float] | None = None,
+        clip_rewards: bool = False,
+    ) -> None:
         self.state = state
+        self.n_step, self.clip_rewards = n_step, clip_rewards
         self._staged = _Staged()
 
     def start(self, streams: Array, obs: Array) -> None:
@@ -288,7 +307,32 @@ class FrameMemory:
         return frame_replay.add(self.state, entries)
 
     def sample(self, batch_size: int, generator: torch.Generator, progress: float = 0.0) -> Sample:
-        return Sample(frame_replay.sample(self._flush(), batch_size, generator))
+        state = self._flush()
+        if self.n_step is None:
+            return Sample(frame_replay.sample(state, batch_size, generator))
+        index = frame_replay.sample_indices(state, batch_size, generator)
+        return self.finish(frame_replay.gather(state, index), index)
+
+    def finish(self, batch: Transition, index: torch.Tensor) -> Sample:
+        """The sample of the transitions ``batch`` read from slots ``index``: made n-step ones
+        when the memory has ``n_step``."""
+        if self.n_step is None:
+            return Sample(batch)
+        n, gamma = self.n_step
+        state = self.state
+        slots, mask = frame_replay.n_step_window(state, index, n)
+        reward = state.reward[slots]
+        if self.clip_rewards:  # each reward, before the sum (Atari's rewards are clipped)
+            reward = reward.sign()
+        terminated = state.terminated[slots] & mask
+        returns, discount = n_step_return(reward, terminated, gamma, mask)
+        last = slots.gather(1, (mask.sum(dim=1, keepdim=True) - 1)).squeeze(1)
+        batch = batch._replace(
+            reward=returns,
+            next_obs=frame_replay.gather(state, last).next_obs,
+            terminated=terminated.any(dim=1),
+        )
+        return Sample(batch, discount=discount)
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
         pass
@@ -334,7 +378,8 @@ class FrameMemory:
         source = state.source[:size]
         if size and bool(((source < -1) | (source >= written)).any()):
             raise ValueError("replay sources point outside what was written")
-        return cls(state._replace(latest=latest.to(device), written=written))
+        state = state._replace(latest=latest.to(device), written=written)
+        return cls(frame_replay.link_successors(state))
 
 
 class PrioritizedMemory:
@@ -387,8 +432,7 @@ class PrioritizedMemory:
         self.inner._flush()
         beta = self.beta + (1.0 - self.beta) * min(max(progress, 0.0), 1.0)
         batch, indices, weights = prioritized.sample(self.state, batch_size, generator, beta)
-        discount = getattr(self.inner, "discount", None)
-        return Sample(batch, indices, weights, None if discount is None else discount[indices])
+        return self.inner.finish(batch, indices)._replace(indices=indices, weights=weights)
 
     def update_priorities(self, indices: torch.Tensor | None, td_error: torch.Tensor) -> None:
         assert indices is not None
@@ -470,10 +514,12 @@ class NStepMemory:
         gamma: float,
         streams: int,
         example: Transition,
+        clip_rewards: bool = False,
     ) -> None:
         if n < 2:
             raise ValueError(f"n-step memory needs n >= 2, got {n}")
         self.inner, self.n, self.gamma = inner, n, gamma
+        self.clip_rewards = clip_rewards
         obs_dtype = example.obs.numpy().dtype
         self.obs: Array = np.zeros((streams, n, *example.obs.shape), dtype=obs_dtype)
         self.action: Array = np.zeros((streams, n), dtype=np.int64)
@@ -495,7 +541,7 @@ class NStepMemory:
         slot = self.count[every]
         self.obs[every, slot] = obs
         self.action[every, slot] = action
-        self.reward[every, slot] = reward
+        self.reward[every, slot] = np.sign(reward) if self.clip_rewards else reward
         self.count += 1
         self._final = next_obs
         ended = np.flatnonzero(terminated)
@@ -576,6 +622,7 @@ class NStepMemory:
         n: int,
         gamma: float,
         priorities: dict[str, float] | None,
+        clip_rewards: bool = False,
     ) -> "NStepMemory":
         if meta.get("n") != n:
             raise ValueError(f"replay n-step {meta.get('n')!r} where the run's settings give {n}")
@@ -591,7 +638,8 @@ class NStepMemory:
                               discounted=True)  # fmt: skip
         if not isinstance(inner, TransitionMemory | PrioritizedMemory):
             raise ValueError("n-step replay must wrap transitions")
-        memory = cls(inner, n=n, gamma=gamma, streams=streams, example=example)
+        memory = cls(inner, n=n, gamma=gamma, streams=streams, example=example,
+                     clip_rewards=clip_rewards)  # fmt: skip
         shape = tuple(example.obs.shape)
         like = {
             "n_step/obs": ((streams, n - 1, *shape), example.obs.dtype),
@@ -627,25 +675,26 @@ def create_memory(
     priorities: dict[str, float] | None = None,
     stack: int = 1,
     n_step: tuple[int, float] | None = None,
+    clip_rewards: bool = False,
 ) -> Memory:
     """An empty memory; frame-sharing when ``example.obs`` is an image; prioritized when
     ``priorities`` (``alpha``, ``beta``, ``eps``) are given; ``stack=k`` when observations are
     stacks of ``k`` frames of which only the newest is new at each step (Atari's), stored once;
-    storing ``n``-step transitions discounted by ``gamma`` when ``n_step = (n, gamma)``
-    (``n >= 2``, vector observations only).
+    giving ``n``-step transitions discounted by ``gamma`` when ``n_step = (n, gamma)``
+    (``n >= 2``), their rewards clipped to their sign one by one before the sum with
+    ``clip_rewards`` (one-step rewards are the learner's to clip).
 
     Raises:
-      CommandError: the buffer would not fit in memory, or n-step with image observations.
+      CommandError: the buffer would not fit in memory.
     """
     row_bytes = sum(t.element_size() * t.numel() for t in example)
-    images = shares_frames(tuple(example.obs.shape))
-    if n_step is not None and images:
-        raise CommandError("--n-step works with vector observations only, not with frames yet")
     try:
         memory: TransitionMemory | FrameMemory
-        if images:
+        if shares_frames(tuple(example.obs.shape)):
             memory = FrameMemory(
-                frame_replay.init(capacity, example, streams=streams, device=device, stack=stack)
+                frame_replay.init(capacity, example, streams=streams, device=device, stack=stack),
+                n_step,
+                clip_rewards,
             )
         else:
             discount = None
@@ -661,11 +710,12 @@ def create_memory(
     if priorities is not None:
         alpha, beta, eps = (priorities[k] for k in ("alpha", "beta", "eps"))
         wrapped = PrioritizedMemory(memory, alpha=alpha, beta=beta, eps=eps)
-    if n_step is None:
+    if n_step is None or isinstance(memory, FrameMemory):
         return wrapped
     assert not isinstance(wrapped, FrameMemory)
     n, gamma = n_step
-    return NStepMemory(wrapped, n=n, gamma=gamma, streams=streams, example=example)
+    return NStepMemory(wrapped, n=n, gamma=gamma, streams=streams, example=example,
+                       clip_rewards=clip_rewards)  # fmt: skip
 
 
 def ring_of(memory: Memory) -> TransitionMemory | FrameMemory:
@@ -690,6 +740,7 @@ def restore_memory(
     *,
     priorities: dict[str, float] | None = None,
     n_step: tuple[int, float] | None = None,
+    clip_rewards: bool = False,
 ) -> Memory:
     """The memory :meth:`Replay.checkpoint` saved (``priorities`` and ``n_step`` as for
     :func:`create_memory`).
@@ -701,12 +752,20 @@ def restore_memory(
     if not isinstance(meta, dict):
         raise ValueError(f"replay metadata must be an object, got {type(meta).__name__}")
     kind = meta.get("kind")
+    if n_step is not None and shares_frames(tuple(example.obs.shape)):
+        # The frame ring is the same for every n: n-step windows are built at sample time.
+        memory = _restore_ring(meta, tensors, example, streams, device, priorities,
+                               discounted=False)  # fmt: skip
+        ring = ring_of(memory)
+        assert isinstance(ring, FrameMemory)
+        ring.n_step, ring.clip_rewards = n_step, clip_rewards
+        return memory
     if n_step is not None:
         if kind != NStepMemory.kind:
             raise ValueError(f"replay kind {kind!r} where the run's settings give n-step replay")
         n, gamma = n_step
         return NStepMemory.restore(meta, tensors, example, streams, device, n=n, gamma=gamma,
-                                   priorities=priorities)  # fmt: skip
+                                   priorities=priorities, clip_rewards=clip_rewards)  # fmt: skip
     if kind == NStepMemory.kind:
         raise ValueError("replay kind 'n_step' where the run's settings give one-step replay")
     return _restore_ring(meta, tensors, example, streams, device, priorities, discounted=False)

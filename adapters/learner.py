@@ -110,7 +110,9 @@ class Learner:
             next_q = self.target(batch.next_obs)
             next_q_online = self.online(batch.next_obs) if config.double_dqn else None
             # Atari: the reward's sign in the loss only (Mnih et al. 2015); returns stay unclipped.
-            reward = batch.reward.sign() if config.clip_rewards else batch.reward
+            # n-step rows (a discount per row) are sums the memory clipped reward by reward.
+            clip = config.clip_rewards and sample.discount is None
+            reward = batch.reward.sign() if clip else batch.reward
             # n-step rows bootstrap with gamma ** m, their own (NStepMemory); others with gamma.
             gamma = config.gamma if sample.discount is None else sample.discount
             y = td_target(reward, batch.terminated, next_q, gamma, next_q_online)

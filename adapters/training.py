@@ -202,6 +202,7 @@ class _Parts:
             self.memory = create_memory(
                 config.buffer_size, example, n, device, priorities=_priorities(config),
                 stack=_frame_stack(config, obs_shape), n_step=_n_step(config),
+                clip_rewards=config.clip_rewards,
             )  # fmt: skip
             self.state = LoopState.fresh(n)
             self.memory.start(np.arange(n), actor.start(config.seed, self.state.envs))
@@ -599,6 +600,7 @@ def _restore(
             device=device,
             priorities=_priorities(run.config),
             n_step=_n_step(run.config),
+            clip_rewards=run.config.clip_rewards,
         )
 
     assert run.checkpoint is not None

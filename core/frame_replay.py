@@ -27,13 +27,16 @@ start: frames before its first slot are that first frame repeated, as Gymnasium'
 ``FrameStackObservation`` pads a reset. A transition is then sampleable while every slot its
 ``obs`` stack reads is still stored. With ``stack=1`` (the default) nothing of this applies.
 
+**n-step windows** (:func:`n_step_window`): ``source`` read backwards gives each slot its
+``successor``, the same stream's next transition, so the ``n`` steps that begin with a drawn
+transition are found at sample time, for any ``n``, without storing anything per ``n``.
+
 Like :mod:`dqnkit.core.replay` the buffer is pure functions over an explicit state, writing in
 place only into storage allocated by :func:`init`. The idea of storing each frame once and
 sampling around the invalid slots is the one of Dopamine's ``OutOfGraphReplayBuffer``
 (https://github.com/google/dopamine); the layout and code here are ours.
 """
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -48,8 +51,11 @@ __all__ = [
     "add",
     "gather",
     "init",
+    "link_successors",
+    "n_step_window",
     "oldest_needed",
     "sample",
+    "sample_indices",
     "sampleable",
 ]
 
@@ -91,6 +97,10 @@ class FrameReplayState(NamedTuple):
       terminated: ``[capacity]``, its terminated flag.
       source: ``[capacity]`` int64, the write number of the slot holding the transition's obs;
         :data:`NO_SOURCE` for first slots. Slot ``n % capacity`` holds write number ``n``.
+      successor: ``[capacity]`` int64, the write number of the transition slot whose obs this
+        slot is (the same stream's next step), :data:`NO_SOURCE` while there is none: after an
+        episode's last step, and for a stream's newest slot. It is ``source`` read backwards,
+        so it is derived (:func:`link_successors`), never saved; :func:`n_step_window` walks it.
       latest: ``[streams]`` int64, the write number of each stream's newest slot (its current
         observation), :data:`NO_SOURCE` before the stream's first.
       written: the number of slots written since :func:`init`.
@@ -103,6 +113,7 @@ class FrameReplayState(NamedTuple):
     reward: torch.Tensor
     terminated: torch.Tensor
     source: torch.Tensor
+    successor: torch.Tensor
     latest: torch.Tensor
     written: int
     stack: int = 1
@@ -178,6 +189,7 @@ def init(
         reward=empty(example.reward),
         terminated=empty(example.terminated),
         source=torch.full((capacity,), NO_SOURCE, dtype=torch.int64, device=where),
+        successor=torch.full((capacity,), NO_SOURCE, dtype=torch.int64, device=where),
         latest=torch.full((streams,), NO_SOURCE, dtype=torch.int64, device=where),
         written=0,
         stack=stack,
@@ -236,11 +248,59 @@ def add(state: FrameReplayState, entries: Entry) -> FrameReplayState:
         (state.reward, entries.reward),
         (state.terminated, entries.terminated),
         (state.source, source),
+        (state.successor, torch.full_like(source, NO_SOURCE)),  # overwritten slots lose theirs
     )
     for dst, src, length in write_segments(state.cursor, count, state.capacity):
         for stored, new in columns:
             stored[dst : dst + length].copy_(new[src : src + length])
-    return state._replace(latest=latest, written=state.written + count)
+    after = state._replace(latest=latest, written=state.written + count)
+    # Each slot is the obs of at most one transition (its stream's next step): distinct targets.
+    linked = source >= _oldest_kept(after)
+    after.successor[source[linked] % state.capacity] = numbers[linked]
+    return after
+
+
+def link_successors(state: FrameReplayState) -> FrameReplayState:
+    """``state`` with ``successor`` rebuilt, in place, from ``source`` (after a restore): what
+    :func:`add` keeps up to date write by write."""
+    size, capacity, last = state.size, state.capacity, state.written - 1
+    slots = torch.arange(size, dtype=torch.int64, device=state.source.device)
+    numbers = last - (last - slots) % capacity  # the write number each slot holds
+    source = state.source[:size]
+    linked = source >= _oldest_kept(state)
+    state.successor.fill_(NO_SOURCE)
+    state.successor[source[linked] % capacity] = numbers[linked]
+    return state
+
+
+def n_step_window(
+    state: FrameReplayState, index: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slots of the ``n`` steps that begin with each transition in slots ``index``.
+
+    Step ``k`` of a window is the ``k``-th transition of the same stream after ``index``'s
+    (step 0 is ``index`` itself); a window is cut short after a terminated step, after an
+    episode's last step (a truncation), and at the stream's newest slot, so it never spans two
+    episodes. The rewards, terminated flags and the last real step's ``next_obs`` are then
+    the inputs of :func:`dqnkit.core.n_step_return` and of the bootstrap.
+
+    Returns:
+      ``(slots, mask)``, each ``[B, n]``: ``slots`` int64 slot positions (past a window's end,
+      its last real step repeated), ``mask`` bool, True for the steps that exist (column 0
+      always).
+    """
+    check_positive_int("n", n)
+    current = index.to(torch.int64)
+    alive = torch.ones_like(current, dtype=torch.bool)
+    slots, mask = [current], [alive]
+    for _ in range(n - 1):
+        following = state.successor.index_select(0, current)
+        ended = state.terminated.index_select(0, current).to(torch.bool)
+        alive = alive & ~ended & (following != NO_SOURCE)
+        current = torch.where(alive, following.clamp(min=0) % state.capacity, current)
+        slots.append(current)
+        mask.append(alive)
+    return torch.stack(slots, dim=1), torch.stack(mask, dim=1)
 
 
 def sampleable(state: FrameReplayState) -> torch.Tensor:
@@ -325,7 +385,15 @@ def _gather(state: FrameReplayState, index: torch.Tensor, source: torch.Tensor) 
 
 
 def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator) -> Transition:
-    """Draws ``batch_size`` transitions uniformly, with replacement, among the sampleable ones.
+    """Draws ``batch_size`` transitions uniformly, with replacement, among the sampleable ones:
+    ``gather(state, sample_indices(state, batch_size, generator))``."""
+    return gather(state, sample_indices(state, batch_size, generator))
+
+
+def sample_indices(
+    state: FrameReplayState, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The slots :func:`sample` draws: ``batch_size`` uniform draws among the sampleable ones.
 
     Non-sampleable draws (first slots, transitions whose obs was overwritten) are redrawn from
     a fresh batch, a few times, then among the sampleable slots only; the result depends only
@@ -344,46 +412,22 @@ def sample(state: FrameReplayState, batch_size: int, generator: torch.Generator)
 
     # Slots [0, size) are exactly the written ones: writes start at slot 0 and wrap only once full.
     index = draw(batch_size, size)
-    if state.stack > 1:
-        return _sample_stacks(state, index, draw)
-    for _ in range(_REDRAWS):
-        source = state.source.index_select(0, index)
-        bad = source < oldest
-        if not bool(bad.any()):
-            return _gather(state, index, source)
-        index = torch.where(bad, draw(batch_size, size), index)
-    bad = state.source.index_select(0, index) < oldest
-    if bool(bad.any()):
-        valid = sampleable(state)
-        if valid.numel() == 0:
-            raise ValueError(
-                "no transition to sample yet: no stored transition has its obs still stored "
-                "(the ring holds only episodes' first observations, or is too small)"
-            )
-        index = torch.where(bad, valid[draw(batch_size, int(valid.numel()))], index)
-    return gather(state, index)
-
-
-def _sample_stacks(
-    state: FrameReplayState, index: torch.Tensor, draw: Callable[[int, int], torch.Tensor]
-) -> Transition:
-    """:func:`sample`'s redraws, for stacks: a draw is bad while its obs stack is not stored."""
-    size, oldest, batch_size = state.size, _oldest_kept(state), int(index.shape[0])
     for _ in range(_REDRAWS):
         bad = oldest_needed(state, index) < oldest
         if not bool(bad.any()):
-            return _gather_stacks(state, index)
+            return index
         index = torch.where(bad, draw(batch_size, size), index)
     bad = oldest_needed(state, index) < oldest
     if bool(bad.any()):
         valid = sampleable(state)
         if valid.numel() == 0:
+            what = "obs stack" if state.stack > 1 else "obs"
             raise ValueError(
-                "no transition to sample yet: no stored transition has its obs stack still "
+                f"no transition to sample yet: no stored transition has its {what} still "
                 "stored (the ring holds only episodes' first observations, or is too small)"
             )
         index = torch.where(bad, valid[draw(batch_size, int(valid.numel()))], index)
-    return _gather_stacks(state, index)
+    return index
 
 
 def _oldest_kept(state: FrameReplayState) -> int:

@@ -77,13 +77,18 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"num_envs": True}, "--num-envs has the wrong type"),
         ({"n_step": 0}, "--n-step must be positive"),
         ({"n_step": 101}, "--n-step must be at most 100"),
-        ({"n_step": 3, "pixels": True}, "--n-step works with vector observations only"),
-        ({"n_step": 3, "clip_rewards": True}, "would clip the n-step sum"),
     ],
 )
 def test_bad_values_fail_up_front(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         config_for("CartPole-v1", **overrides)
+
+
+def test_n_step_combines_with_pixels_atari_and_clipped_rewards() -> None:
+    # The frame ring builds n-step windows at sample time; clipping is per reward (issue 12).
+    assert config_for("CartPole-v1", pixels=True, n_step=3).n_step == 3
+    assert config_for("ALE/Pong-v5", n_step=3).clip_rewards
+    assert config_for("CartPole-v1", n_step=3, clip_rewards=True).n_step == 3
 
 
 def test_config_round_trips_through_json(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def assert_roughly_uniform(rows: Sequence[Expected], expected: Iterable[Expected
         assert abs(rows.count(row) - mean) < 5 * sd, (row, rows.count(row), mean)
 
 
-TENSOR_FIELDS = ("obs", "action", "reward", "terminated", "source", "latest")
+TENSOR_FIELDS = ("obs", "action", "reward", "terminated", "source", "successor", "latest")
 Snapshot = tuple[int, dict[str, torch.Tensor]]
 
 

@@ -237,11 +237,22 @@ def test_a_checkpoint_of_other_settings_or_damaged_windows_is_refused() -> None:
         )
 
 
-def test_frames_are_refused() -> None:
-    from dqnkit.adapters.errors import CommandError
+def test_frames_get_the_frame_ring_with_windows_built_at_sample_time() -> None:
+    from dqnkit.adapters.experience import FrameMemory
 
-    with pytest.raises(CommandError, match="vector observations only"):
-        create_memory(10, example_row((1, 4, 4), torch.uint8), 1, CPU, n_step=(3, 0.9))
+    memory = create_memory(10, example_row((1, 4, 4), torch.uint8), 1, CPU, n_step=(3, 0.9))
+    assert isinstance(memory, FrameMemory)  # tests/test_frame_n_step.py has its rows
+    assert memory.n_step == (3, 0.9)
+
+
+def test_clipped_rewards_are_clipped_one_by_one_before_the_sum() -> None:
+    memory = n_step_memory(2, 0.5, streams=1, clip_rewards=True)
+    step(memory, [0], [5.0], [1], [False], [], [])
+    step(memory, [1], [-0.25], [2], [False], [], [])
+    step(memory, [2], [0.0], [3], [True], [0], [10])
+    # sign(5) + 0.5 * sign(-0.25) = 0.5 (clipping the sum 4.875 would give 1), then
+    # sign(-0.25) + 0.5 * sign(0) = -1, then sign(0) = 0 at the terminal step.
+    assert stored(memory)["reward"] == [0.5, -1.0, 0.0]
 
 
 class _Script(gym.Env[np.ndarray, int]):
