@@ -194,6 +194,11 @@ def register_ale() -> None:
         import ale_py
     except ImportError as error:
         raise CommandError("Atari environments need ale-py: pip install 'dqnkit[atari]'") from error
+    try:  # AtariPreprocessing's resize; Gymnasium's own message names another extra
+        import cv2  # noqa: F401
+    except ImportError as error:
+        message = "Atari preprocessing needs OpenCV: pip install 'dqnkit[atari]'"
+        raise CommandError(message) from error
     gym.register_envs(ale_py)
 
 

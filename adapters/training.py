@@ -143,7 +143,12 @@ def _train(
     on_checkpoint: Callable[[Progress], None] | None,
 ) -> TrainResult:
     config = run.config
-    parts = _Parts(run, on_checkpoint)  # envs, networks, replay, generators, loop state
+    try:
+        parts = _Parts(run, on_checkpoint)  # envs, networks, replay, generators, loop state
+    except CommandError:
+        if run.checkpoint is None:  # a fresh run that never began leaves no empty directory
+            run.discard()
+        raise
     state = parts.state
     _say(quiet, f"run directory: {run.run_dir}\nconfig: {run.run_dir / rundir.CONFIG_FILE}")
     # No bar in a redirected log: its redraws would be noise there (the messages still print).
@@ -550,6 +555,17 @@ class _Run:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.close()
+
+    def discard(self) -> None:
+        """Removes what :func:`_new_run_dir` created (config.json, an empty checkpoints/ and
+        the run directory), leaving anything else in place."""
+        for remove in (
+            (self.run_dir / rundir.CHECKPOINT_DIR).rmdir,
+            (self.run_dir / rundir.CONFIG_FILE).unlink,
+            self.run_dir.rmdir,
+        ):
+            with contextlib.suppress(OSError):
+                remove()
 
 
 def _open_run(config: TrainConfig, resume: str | Path | None) -> _Run:

@@ -3,6 +3,7 @@ replay, a tiny training run that resumes exactly and exports, and check_env on p
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,15 @@ def test_reward_clipping_is_for_the_loss_only() -> None:
     assert torch.allclose(clipped, q - torch.tensor([1.0, -1.0]))  # terminal: y = sign(r)
     plain, q = errors[False]
     assert torch.allclose(plain, q - torch.tensor([5.0, -0.5]))
+
+
+@pytest.mark.parametrize(("module", "names"), [("ale_py", "ale-py"), ("cv2", "OpenCV")])
+def test_a_missing_atari_dependency_names_the_extra(
+    module: str, names: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    with pytest.raises(CommandError, match=rf"need\w* {names}: pip install 'dqnkit\[atari\]'"):
+        atari.register_ale()
 
 
 def test_atari_preset_and_refusals() -> None:

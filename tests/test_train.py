@@ -273,6 +273,17 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     assert err.count("\n") == 1, err
 
 
+def test_a_run_that_cannot_start_leaves_no_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    assert main(["train", "NoSuchEnv-v9", "--out", str(out), "--quiet"]) == 2
+    assert "cannot make environment 'NoSuchEnv-v9'" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
 def test_run_dir_without_checkpoint_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
