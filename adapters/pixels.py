@@ -34,6 +34,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from dqnkit.adapters.config import FrameMode
 from dqnkit.adapters.envs import gym_make
@@ -46,6 +47,7 @@ __all__ = [
     "describe",
     "difference_frame",
     "downsample_band",
+    "downsample_grey",
     "make_pixel_env",
     "view_start",
 ]
@@ -59,6 +61,7 @@ VIEW_WIDTH = 320
 FACTOR = 4
 GREY_CHANNEL = 1  # green; see the module docstring
 NO_MOTION = 128
+_DRAW_ONLY = "dqnkit-draw-only"  # a render mode CartPole draws for and returns nothing in
 
 Frame = npt.NDArray[np.uint8]
 
@@ -258,14 +261,22 @@ def downsample_band(screen: Frame, *, rows: tuple[int, int], factor: int) -> Fra
     """
     if screen.ndim != 3 or screen.shape[2] != 3 or screen.dtype != np.uint8:
         raise ValueError(f"screen must be [H, W, 3] uint8, got {screen.shape} {screen.dtype}")
-    if factor < 1 or factor & (factor - 1):
-        raise ValueError(f"factor must be a power of two, got {factor}")
     top, bottom = rows
     band = screen[top:bottom, :, GREY_CHANNEL]
-    if band.shape[0] != bottom - top or band.shape[0] % factor or band.shape[1] % factor:
+    if band.shape[0] != bottom - top:
         raise ValueError(
             f"rows {rows} of a {screen.shape[:2]} screen do not downsample by {factor}"
         )
+    return downsample_grey(band, factor)
+
+
+def downsample_grey(band: Frame, factor: int) -> Frame:
+    """``[h, w]`` uint8 -> ``[h // factor, w // factor]``: each ``factor x factor`` block's
+    rounded mean (``factor`` a power of two dividing both sides)."""
+    if factor < 1 or factor & (factor - 1):
+        raise ValueError(f"factor must be a power of two, got {factor}")
+    if band.ndim != 2 or band.shape[0] % factor or band.shape[1] % factor:
+        raise ValueError(f"a {band.shape} band does not downsample by {factor}")
     # Pairwise sums in uint16 (at most 255 * factor**2 = 4080 for 4): ~7x faster than
     # reshape(...).sum(axis=(1, 3)) on this shape.
     acc = band.astype(np.uint16)
@@ -338,13 +349,46 @@ class PixelObservation(gym.Wrapper[Frame, Any, Any, Any], gym.utils.RecordConstr
         self.pixel_spec = spec
         self.observation_space = gym.spaces.Box(0, 255, spec.shape, np.uint8)
         self._history: deque[Frame] = deque(maxlen=spec.frames)
+        self._draws_on_screen = type(env.unwrapped) is CartPoleEnv
 
-    def _screen(self) -> tuple[Frame, int]:
+    def _band(self) -> Frame:
+        """The downsampled band of the screen CartPole draws now.
+
+        ``render()`` copies the whole 600x400 RGB screen out of pygame (about two thirds of
+        its time, measured in benchmarks/bench_pixels.py); Gymnasium's CartPole draws onto
+        ``screen``, a pygame Surface, before that copy, so where it has one the band's green
+        channel is read from it directly: the same pixels (tests/test_pixels.py compares
+        both paths), a third of the cost. Any other env takes the plain ``render()``.
+        """
+        spec, base = self.pixel_spec, self.env.unwrapped
+        if self._draws_on_screen:
+            mode = base.render_mode
+            base.render_mode = _DRAW_ONLY  # CartPole draws, then returns nothing
+            try:
+                base.render()
+            finally:
+                base.render_mode = mode
+            screen = getattr(base, "screen", None)
+            if screen is not None and screen.get_size() == (spec.screen_width, spec.screen_height):
+                import pygame
+
+                top, bottom = spec.crop_rows
+                channels = pygame.surfarray
+                read = (channels.pixels_red, channels.pixels_green, channels.pixels_blue)
+                grey = read[GREY_CHANNEL](screen)  # [W, H], a view that locks the surface
+                try:
+                    return downsample_grey(grey[:, top:bottom].T, spec.factor)
+                finally:
+                    del grey  # unlocks it for the next draw
+            self._draws_on_screen = False  # not the CartPole we know: the plain render
         screen = self.env.render()
         if not isinstance(screen, np.ndarray):
             raise RuntimeError("the environment did not render an rgb_array")
+        return downsample_band(screen, rows=spec.crop_rows, factor=spec.factor)
+
+    def _screen(self) -> tuple[Frame, int]:
         spec = self.pixel_spec
-        band = downsample_band(screen, rows=spec.crop_rows, factor=spec.factor)
+        band = self._band()
         base = self.env.unwrapped
         start = view_start(
             float(base.state[0]),  # type: ignore[attr-defined]

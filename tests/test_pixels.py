@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from dqnkit.adapters import CommandError, config_for, experience, train
 from dqnkit.adapters.pixels import (
     NO_MOTION,
+    PixelObservation,
     PixelSpec,
     describe,
     difference_frame,
@@ -73,7 +74,7 @@ def test_downsample_band_is_the_rounded_block_mean_of_the_green_channel() -> Non
 
 
 def test_downsample_band_rejects_a_band_that_does_not_divide() -> None:
-    with pytest.raises(ValueError, match="do not downsample"):
+    with pytest.raises(ValueError, match="not downsample by 4"):
         downsample_band(np.zeros((10, 8, 3), dtype=np.uint8), rows=(0, 6), factor=4)
 
 
@@ -96,6 +97,29 @@ def test_describe_is_complete_and_checked() -> None:
         PixelSpec.from_dict({**spec, "height": 41})
     with pytest.raises(CommandError, match="CartPole environments only"):
         describe("Acrobot-v1")
+
+
+def test_the_band_read_from_pygame_is_the_band_of_the_rgb_array_render() -> None:
+    """The wrapper reads the band's green channel off CartPole's pygame screen instead of
+    copying the whole render: the same pixels, over whole episodes and random actions."""
+    spec = describe("CartPole-v1")
+    env = make_pixel_env("CartPole-v1", spec)
+    assert isinstance(env, PixelObservation)
+    rng = np.random.default_rng(0)
+    try:
+        env.reset(seed=0)
+        for _ in range(300):
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(2)))
+            fast = env._band()
+            assert env._draws_on_screen  # the fast path was taken
+            full = env.render()
+            assert isinstance(full, np.ndarray)
+            expected = downsample_band(full, rows=spec["crop_rows"], factor=spec["factor"])
+            np.testing.assert_array_equal(fast, expected)
+            if terminated or truncated:
+                env.reset()
+    finally:
+        env.close()
 
 
 @pytest.mark.parametrize(("mode", "channels"), [("difference", 1), ("stack", 4)])
