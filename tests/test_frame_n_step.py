@@ -249,3 +249,34 @@ def test_pixel_training_with_n_step_resumes_exactly(tmp_path: Path) -> None:
     a = load_file(straight / "policy.safetensors")
     b = load_file(copy / "policy.safetensors")
     assert all(a[k].equal(b[k]) for k in a)
+
+
+def test_stacked_frames_bootstrap_from_the_stack_after_the_window() -> None:
+    """Atari's layout (one frame per slot, stacks assembled at sample time), stack of 2, n = 2:
+    the row from stack (t-1, t) bootstraps from stack (t+1, t+2), never across the reset."""
+    example = example_row((2, 2, 2), torch.uint8)
+    memory = create_memory(32, example, 1, CPU, stack=2, n_step=(2, 1.0))
+
+    def stack(a: int, b: int) -> np.ndarray:
+        return np.stack([np.full((2, 2), a), np.full((2, 2), b)]).astype(np.uint8)[None]
+
+    memory.start(np.array([0]), stack(1, 1))
+    frames = [1]
+    for t, frame in enumerate([2, 3, 4, 5]):
+        terminated = t == 3
+        memory.add(stack(*frames[-2:]) if len(frames) > 1 else stack(1, 1), np.array([0]),
+                   np.array([1.0]), stack(frames[-1], frame), np.array([terminated]))  # fmt: skip
+        frames.append(frame)
+    memory.start(np.array([0]), stack(9, 9))
+    sample = memory.sample(128, torch.Generator().manual_seed(0), 0.0)
+    rows = {}
+    for i in range(128):
+        obs = tuple(int(f) for f in sample.batch.obs[i, :, 0, 0])
+        nxt = tuple(int(f) for f in sample.batch.next_obs[i, :, 0, 0])
+        rows[obs] = (nxt, float(sample.batch.reward[i]), bool(sample.batch.terminated[i]))
+    assert rows == {
+        (1, 1): ((2, 3), 2.0, False),
+        (1, 2): ((3, 4), 2.0, False),
+        (2, 3): ((4, 5), 2.0, True),
+        (3, 4): ((4, 5), 1.0, True),
+    }
