@@ -1,4 +1,4 @@
-"""The README's core example runs as written."""
+"""The README as written: its Python examples run, its commands parse, its modules exist."""
 
 import re
 from pathlib import Path
@@ -52,3 +52,53 @@ def test_the_readmes_python_snippets_run_in_order_as_written(
     assert len(namespace["sweep"].trials) == 4
     assert namespace["action"] in (0, 1)
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+def readme_commands(program: str) -> list[str]:
+    """Every ``program ...`` line of the README's shell blocks, continuations joined and
+    comments dropped."""
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    lines = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith(program + " "):
+                lines.append(line)
+    return lines
+
+
+def test_every_dqnkit_command_in_the_readme_parses() -> None:
+    """A pasted README command is never refused for a flag that does not exist (nothing runs:
+    only the command line is parsed). Shell variables stand for a run directory."""
+    import shlex
+
+    from dqnkit.adapters.cli import build_parser
+
+    commands = readme_commands("dqnkit")
+    assert len(commands) > 20
+    for line in commands:
+        words = []
+        for word in shlex.split(line)[1:]:
+            if word in (">", ">>", "<", "|", "&&", ";", "2>", "&"):
+                break  # the shell's, not dqnkit's
+            words.append("runs/example" if "$" in word else word)
+        if "--help" in words or "--version" in words:
+            with pytest.raises(SystemExit) as printed:  # they print, then exit 0
+                build_parser().parse_args(words)
+            assert printed.value.code == 0, f"README command does not parse: {line}"
+            continue
+        try:
+            args = build_parser().parse_args(words)
+        except SystemExit as error:
+            raise AssertionError(f"README command does not parse: {line}") from error
+        assert getattr(args, "handler", None) is not None, line
+
+
+def test_every_python_module_the_readme_runs_exists() -> None:
+    import importlib.util
+
+    lines = readme_commands("python") + readme_commands(".venv/bin/python")
+    modules = [line.split()[2] for line in lines if line.split()[1:2] == ["-m"]]
+    assert modules
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module
