@@ -14,7 +14,8 @@ flushes by hand, and sampling always sees every step recorded so far.
 Two wrappers keep that protocol: :class:`PrioritizedMemory` draws by priority (:class:`Sample`
 then carries ``indices`` and ``weights``, and :meth:`Replay.update_priorities` takes the batch's
 new priorities), and :class:`NStepMemory` turns the steps it is given into n-step transitions
-(:class:`Sample` then carries each row's bootstrap ``discount``).
+(:class:`Sample` then carries each row's bootstrap ``discount``); the frame ring builds its
+n-step transitions itself, when a batch is drawn (:class:`FrameMemory` with ``n_step``).
 """
 
 import math
@@ -81,7 +82,9 @@ class Sample(NamedTuple):
         the memory has no priorities.
       weights: ``[B]`` importance-sampling weights for the loss; None for uniform sampling.
       discount: ``[B]`` float32, the discount of each row's bootstrap (``gamma ** m`` for an
-        ``m``-step row, see :class:`NStepMemory`); None: every row is one step (``gamma``).
+        ``m``-step row, see :class:`NStepMemory` and :class:`FrameMemory`); None: every row is
+        one step (``gamma``). With it, ``batch.reward`` is the n-step sum, its rewards already
+        clipped one by one where the run clips rewards.
     """
 
     batch: Transition
@@ -757,7 +760,8 @@ def restore_memory(
         memory = _restore_ring(meta, tensors, example, streams, device, priorities,
                                discounted=False)  # fmt: skip
         ring = ring_of(memory)
-        assert isinstance(ring, FrameMemory)
+        if not isinstance(ring, FrameMemory):
+            raise ValueError(f"replay kind {kind!r} where the run's observations give frames")
         ring.n_step, ring.clip_rewards = n_step, clip_rewards
         return memory
     if n_step is not None:

@@ -113,7 +113,7 @@ class Learner:
             # n-step rows (a discount per row) are sums the memory clipped reward by reward.
             clip = config.clip_rewards and sample.discount is None
             reward = batch.reward.sign() if clip else batch.reward
-            # n-step rows bootstrap with gamma ** m, their own (NStepMemory); others with gamma.
+            # n-step rows bootstrap with gamma ** m, their own (Sample.discount); others with gamma.
             gamma = config.gamma if sample.discount is None else sample.discount
             y = td_target(reward, batch.terminated, next_q, gamma, next_q_online)
         td_error = q - y

@@ -280,3 +280,10 @@ def test_stacked_frames_bootstrap_from_the_stack_after_the_window() -> None:
         (2, 3): ((4, 5), 2.0, True),
         (3, 4): ((4, 5), 1.0, True),
     }
+
+
+def test_an_n_step_frame_run_refuses_a_checkpoint_of_whole_rows() -> None:
+    rows = create_memory(8, example_row((2,), torch.float32), 1, CPU)
+    tensors, meta = rows.checkpoint()
+    with pytest.raises(ValueError, match="replay obs is"):
+        restore_memory(meta, tensors, example_row((1, 2, 2), torch.uint8), 1, CPU, n_step=(3, 0.9))
