@@ -318,7 +318,9 @@ def test_help_does_not_import_ray():
 def local_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray: Any = importlib.import_module("ray")  # the sweep extra is part of the test set-up
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    # address="local", as the sweep's own: never a `ray start` cluster running on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=False)  # fmt: skip
     try:
         yield ray
     finally:
