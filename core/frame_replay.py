@@ -263,13 +263,11 @@ def add(state: FrameReplayState, entries: Entry) -> FrameReplayState:
 def link_successors(state: FrameReplayState) -> FrameReplayState:
     """``state`` with ``successor`` rebuilt, in place, from ``source`` (after a restore): what
     :func:`add` keeps up to date write by write."""
-    size, capacity, last = state.size, state.capacity, state.written - 1
-    slots = torch.arange(size, dtype=torch.int64, device=state.source.device)
-    numbers = last - (last - slots) % capacity  # the write number each slot holds
-    source = state.source[:size]
+    slots = torch.arange(state.size, dtype=torch.int64, device=state.source.device)
+    source = state.source[: state.size]
     linked = source >= _oldest_kept(state)
     state.successor.fill_(NO_SOURCE)
-    state.successor[source[linked] % capacity] = numbers[linked]
+    state.successor[source[linked] % state.capacity] = _write_number(state, slots)[linked]
     return state
 
 
@@ -340,9 +338,7 @@ def _chain(state: FrameReplayState, index: torch.Tensor) -> torch.Tensor:
     columns ``k - 1..0``. Only meaningful while every number in it is still stored.
     """
     capacity = state.capacity
-    last = state.written - 1
-    # The write number held by slot s: the latest n <= written - 1 with n % capacity == s.
-    links = [last - (last - index) % capacity]
+    links = [_write_number(state, index)]
     current = state.source.index_select(0, index)
     links.append(current)
     for _ in range(state.stack - 1):
@@ -428,6 +424,13 @@ def sample_indices(
             )
         index = torch.where(bad, valid[draw(batch_size, int(valid.numel()))], index)
     return index
+
+
+def _write_number(state: FrameReplayState, slots: torch.Tensor) -> torch.Tensor:
+    """The write number each of ``slots`` holds: the latest ``n <= written - 1`` with
+    ``n % capacity == slot``."""
+    last = state.written - 1
+    return last - (last - slots) % state.capacity
 
 
 def _oldest_kept(state: FrameReplayState) -> int:
