@@ -8,8 +8,9 @@ steps (10 episodes) for the curves, and its final weights over 100 episodes for 
     python -m benchmarks.bench_components run --out benchmarks/out/components --ablations
     python -m benchmarks.bench_components report --out benchmarks/out/components
 
-``run`` skips an arm whose sweep already finished (so it can be stopped and started again);
-``report`` prints the markdown tables of benchmarks/README.md and draws the curves.
+``run`` runs only the seeds an arm's finished sweeps do not hold (so it can be stopped and
+started again, and more seeds added later); ``report`` merges an arm's sweeps, prints the
+markdown tables of benchmarks/README.md and draws the curves.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dqnkit.adapters.sweep import bootstrap_interval
+from dqnkit.adapters.sweep import bootstrap_interval, parse_seeds
 
 # rl-baselines3-zoo benchmark.md, DQN (one trained agent each; LunarLander-v2 there).
 ZOO_LEVEL = {
@@ -52,10 +53,10 @@ def arm_dir(out: Path, env_id: str, arm: str) -> Path:
     return out / env_id.replace("/", "_") / arm.replace("=", "-")
 
 
-def finished_sweep(folder: Path) -> Path | None:
-    """The newest sweep directory in ``folder`` whose results.json exists."""
+def finished_sweeps(folder: Path) -> list[Path]:
+    """The sweep directories in ``folder`` whose results.json exists, oldest first."""
     done = sorted(folder.glob("*-sweep-*/results.json")) if folder.is_dir() else []
-    return done[-1].parent if done else None
+    return [path.parent for path in done]
 
 
 def run(
@@ -68,12 +69,14 @@ def run(
     for env_id in envs:
         for arm, options in arms.items():
             folder = arm_dir(out, env_id, arm)
-            if finished_sweep(folder) is not None:
+            done = {row["seed"] for row in arm_trials(folder)}
+            todo = [seed for seed in parse_seeds(seeds) if seed not in done]
+            if not todo:
                 print(f"{env_id} {arm}: done already", flush=True)
                 continue
             grid = {**({} if env_id == "CartPole-v1" else CURVE), **options}
-            command = ["dqnkit", "sweep", env_id, "--seeds", seeds, "--out", str(folder),
-                       "--quiet"]  # fmt: skip
+            command = ["dqnkit", "sweep", env_id, "--seeds", ",".join(map(str, todo)),
+                       "--out", str(folder), "--quiet"]  # fmt: skip
             for name, value in grid.items():
                 command += ["--grid", f"{name}={value}"]
             if address is not None:  # a running Ray cluster that several sweeps can share
@@ -93,6 +96,12 @@ def trials(sweep: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["seed"])
 
 
+def arm_trials(folder: Path) -> list[dict[str, Any]]:
+    """An arm's trials over all its finished sweeps, by seed; a seed run twice: the newer."""
+    by_seed = {row["seed"]: row for sweep in finished_sweeps(folder) for row in trials(sweep)}
+    return [by_seed[seed] for seed in sorted(by_seed)]
+
+
 def steps_to(level: float, periodic: list[tuple[int, float]]) -> int | None:
     """The first periodic greedy evaluation at or above ``level``."""
     return next((step for step, mean in periodic if mean >= level), None)
@@ -106,11 +115,10 @@ def table(out: Path, envs: tuple[str, ...], arms: tuple[str, ...]) -> str:
     ]
     for env_id in envs:
         for arm in arms:
-            sweep = finished_sweep(arm_dir(out, env_id, arm))
-            if sweep is None:
+            rows = arm_trials(arm_dir(out, env_id, arm))
+            if not rows:
                 lines.append(f"| {env_id} | {arm} | not run | | | | | |")
                 continue
-            rows = trials(sweep)
             done = [r for r in rows if r["status"] == "finished"]
             means = np.array([r["greedy_mean"] for r in done])
             low, high = bootstrap_interval(means, "mean") if len(done) else (np.nan, np.nan)
@@ -136,10 +144,10 @@ def plot(out: Path, envs: tuple[str, ...], arms: tuple[str, ...], path: Path) ->
     axes = figure.subplots(1, len(envs), squeeze=False)[0]
     for axis, env_id in zip(axes, envs, strict=True):
         for arm in arms:
-            sweep = finished_sweep(arm_dir(out, env_id, arm))
-            if sweep is None:
+            curves = [dict(r["periodic"]) for r in arm_trials(arm_dir(out, env_id, arm))
+                      if r["periodic"]]  # fmt: skip
+            if not curves:
                 continue
-            curves = [dict(r["periodic"]) for r in trials(sweep) if r["periodic"]]
             steps = sorted({s for c in curves for s in c})
             # A seed that stopped early (CartPole, solved) keeps its last value afterwards.
             filled = [[c.get(s, c[max(k for k in c if k <= s)] if any(k <= s for k in c)
