@@ -16,15 +16,9 @@ import time
 from typing import Any
 
 from dqnkit.adapters import TrainConfig, config_for, evaluate, train
+from dqnkit.adapters.sweep import parse_seeds
 
 SOLVED = {"CartPole-v1": 475.0}
-
-
-def parse_seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def parse_value(field: dataclasses.Field[Any], text: str) -> Any:
@@ -78,20 +72,21 @@ def main() -> None:
         name, _, value = item.partition("=")
         overrides[name] = parse_value(fields[name], value)
     jobs = [(args.env, s, overrides, args.eval_episodes) for s in parse_seeds(args.seeds)]
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        rows = pool.map(run_seed, jobs, chunksize=1)
-
     threshold = SOLVED.get(args.env)
     print(f"{args.env} overrides={overrides} jobs={args.jobs}")
     print("| seed | steps | s to the early stop | train() s | 100-ep greedy mean ± std | solved |")
-    print("|---:|---:|---:|---:|---:|:---:|")
-    for r in rows:
-        solved = "" if threshold is None else ("yes" if r["eval_mean"] >= threshold else "no")
-        stop = "-" if r["solved_seconds"] is None else f"{r['solved_seconds']:.2f}"
-        print(
-            f"| {r['seed']} | {r['steps']} | {stop} | {r['train_seconds']:.2f} | "
-            f"{r['eval_mean']:.2f} ± {r['eval_std']:.2f} | {solved} |"
-        )
+    print("|---:|---:|---:|---:|---:|:---:|", flush=True)
+    rows = []
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for r in pool.imap(run_seed, jobs, chunksize=1):  # in seed order, each as it is known
+            rows.append(r)
+            solved = "" if threshold is None else ("yes" if r["eval_mean"] >= threshold else "no")
+            stop = "-" if r["solved_seconds"] is None else f"{r['solved_seconds']:.2f}"
+            print(
+                f"| {r['seed']} | {r['steps']} | {stop} | {r['train_seconds']:.2f} | "
+                f"{r['eval_mean']:.2f} ± {r['eval_std']:.2f} | {solved} |",
+                flush=True,
+            )
     walls = [r["train_seconds"] for r in rows]
     stops = [r["solved_seconds"] for r in rows if r["solved_seconds"] is not None]
     print(
