@@ -441,6 +441,7 @@ class _Clock:
 
     def __init__(self, step: int) -> None:
         self.start, self.start_step = time.perf_counter(), step
+        self.logged_at = 0.0  # seconds() when the last plain progress line was printed
 
     def seconds(self) -> float:
         return time.perf_counter() - self.start
@@ -449,9 +450,19 @@ class _Clock:
         return (step - self.start_step) / max(self.seconds(), 1e-9)
 
 
+# Without a terminal (a log file, a batch job) the bar is off; a plain line at most this often
+# says how the run goes instead.
+LOG_EVERY_SECONDS = 60.0
+
+
 def _show_progress(bar: Any, state: LoopState, clock: _Clock, epsilon: float) -> None:
-    bar.update(state.step - bar.n)
     recent = state.recent_return()
+    if bar.disable:
+        if clock.seconds() - clock.logged_at >= LOG_EVERY_SECONDS:
+            clock.logged_at = clock.seconds()
+            print(_progress_line(bar.total, state, clock, epsilon, recent), flush=True)
+        return
+    bar.update(state.step - bar.n)
     if recent is not None:
         bar.set_postfix(
             sps=f"{clock.sps(state.step):.0f}",
@@ -459,6 +470,20 @@ def _show_progress(bar: Any, state: LoopState, clock: _Clock, epsilon: float) ->
             eps=f"{epsilon:.3f}",
             refresh=False,
         )
+
+
+def _progress_line(
+    total: int, state: LoopState, clock: _Clock, epsilon: float, recent: float | None
+) -> str:
+    """``step 25,000/400,000: 31 episodes, 100-episode mean -20.4, greedy -21.0 at 25,000, ...``"""
+    parts = [f"step {state.step:,}/{total:,}: {state.episodes} episodes"]
+    if recent is not None:
+        parts[0] += f", 100-episode mean {recent:.1f}"
+    if state.evaluations:
+        last = state.evaluations[-1]
+        parts.append(f"greedy {last.mean_return:.1f} at {last.step:,}")
+    parts += [f"epsilon {epsilon:.3f}", f"{clock.sps(state.step):.0f} steps/s"]
+    return ", ".join(parts)
 
 
 def _say(quiet: bool, message: str, bar: Any = None) -> None:

@@ -20,7 +20,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from dqnkit.adapters import Progress, TrainConfig, evaluate, train
+from dqnkit.adapters import Progress, TrainConfig, evaluate, train, training
 from dqnkit.adapters.cli import main
 from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
@@ -505,6 +505,26 @@ def test_the_run_announces_itself_and_its_solve(
     assert f"run directory: {result.run_dir}\nconfig: {result.run_dir / 'config.json'}" in first
     assert f"solved at step 500 (greedy mean {result.solved_return:.2f})" in first
     assert json.loads((result.run_dir / "evaluation.json").read_text())["solved_at"] == 500
+
+
+def test_without_a_terminal_the_run_prints_plain_progress_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under pytest stderr is not a terminal, so the bar is off, as in a log file.
+    monkeypatch.setattr(training, "LOG_EVERY_SECONDS", 0.0)
+    train(short_config(tmp_path, eval_every=1_000, eval_episodes=2, eval_gate=None))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    # Checked every 1,000 steps; with no interval, every check prints.
+    assert [line.split(":")[0] for line in lines] == ["step 1,000/3,000", "step 2,000/3,000",
+                                                       "step 3,000/3,000"]  # fmt: skip
+    assert ", greedy " in lines[1]
+    assert " at 2,000, epsilon " in lines[1]
+    assert ", 100-episode mean " in lines[0]
+    assert lines[0].endswith(" steps/s")
+
+    monkeypatch.setattr(training, "LOG_EVERY_SECONDS", 3600.0)
+    train(short_config(tmp_path / "again"))
+    assert not any(line.startswith("step ") for line in capsys.readouterr().out.splitlines())
 
 
 def test_resume_with_n_step_prioritized_replay_dueling_and_double_dqn_is_exact(
