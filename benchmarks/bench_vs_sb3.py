@@ -1,6 +1,7 @@
 """Wall-clock of dqnkit, Stable-Baselines3 and a CleanRL-style DQN on CartPole-v1, same work.
 
 Run: .venv/bin/python -m benchmarks.bench_vs_sb3 [--steps 50000] [--repeats 3]
+  or, for the final policies over more seeds: ... --seeds 0-19 --only dqnkit,sb3
 Needs the bench extra (stable-baselines3). All three use rl-baselines3-zoo's CartPole-v1 DQN
 hyperparameters (256-256 MLP, Adam at 2.3e-3, batch 64, hard target copy every 10 steps,
 epsilon 1 -> 0.04 over 16% of the steps), train for the same number of steps with no early
@@ -26,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from dqnkit.adapters.sweep import parse_seeds
+
 # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1.
 ZOO: dict[str, Any] = {
     "learning_rate": 2.3e-3,
@@ -44,6 +47,7 @@ ZOO: dict[str, Any] = {
 # updates as the zoo's 128 every 256.
 CLEANRL_TRAIN_EVERY = 2
 EVAL_EPISODES = 20
+SOLVED = 475.0  # CartPole-v1's reward threshold
 
 Job = tuple[int, int, int]  # steps, seed, torch threads (0: torch's default)
 
@@ -258,7 +262,9 @@ def _join(values: list[float], spec: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--seeds", default=None, help="instead of --repeats: e.g. 0-19 or 3,7")
+    parser.add_argument("--only", default=None, help="comma-separated: dqnkit,sb3,cleanrl")
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--sb3-default-threads", action="store_true")
     args = parser.parse_args()
@@ -267,23 +273,28 @@ def main() -> None:
     except ImportError:
         raise SystemExit("stable-baselines3 is not installed: pip install -e .[bench]") from None
 
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in LIBRARIES}
-    for seed in range(args.repeats):  # interleaved, so drifting machine load hits all three
-        for name, _, fn in LIBRARIES:
+    seeds = parse_seeds(args.seeds) if args.seeds else tuple(range(args.repeats))
+    names = args.only.split(",") if args.only else [name for name, _, _ in LIBRARIES]
+    libraries = [library for library in LIBRARIES if library[0] in names]
+    if len(libraries) != len(names):
+        raise SystemExit(f"--only: choose from {', '.join(name for name, _, _ in LIBRARIES)}")
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in libraries}
+    for seed in seeds:  # interleaved, so drifting machine load hits all of them
+        for name, _, fn in libraries:
             rows[name].append(in_fresh_process(fn, (args.steps, seed, 1)))
             print(f"seed {seed} {name}: {rows[name][-1]}", flush=True)
     sb3_default = (
         in_fresh_process(time_sb3, (args.steps, 0, 0)) if args.sb3_default_threads else None
     )
 
-    print(f"CartPole-v1, zoo hyperparameters, {args.steps} steps, {args.repeats} seeds each")
+    print(f"CartPole-v1, zoo hyperparameters, {args.steps} steps, seeds {seeds}")
     print(
         "| implementation | seconds per seed | median s | gradient updates per seed | "
         "20-episode greedy mean per seed |"
     )
     print("|---|---|---:|---|---|")
     medians = {}
-    for name, label, _ in LIBRARIES:
+    for name, label, _ in libraries:
         secs = [r["seconds"] for r in rows[name]]
         medians[name] = statistics.median(secs)
         cells = (
@@ -300,11 +311,16 @@ def main() -> None:
             f"{sb3_default['seconds']:.2f} | {sb3_default['updates']:.0f} | "
             f"{sb3_default['eval_mean']:.1f} |"
         )
-    ratios = {other: medians["dqnkit"] / medians[other] for other in ("sb3", "cleanrl")}
-    print(
-        f"dqnkit / SB3 wall-clock (medians, 1 thread): {ratios['sb3']:.3f}; "
-        f"dqnkit / CleanRL-style: {ratios['cleanrl']:.3f} (aim: at most 0.7 for both)"
-    )
+    for name, label, _ in libraries:
+        solved = sum(r["eval_mean"] >= SOLVED for r in rows[name])
+        print(f"{label}: final 20-episode greedy mean >= {SOLVED:g} on {solved} of {len(seeds)}")
+    ratios: dict[str, float] = {}
+    if "dqnkit" in medians:
+        ratios = {
+            other: medians["dqnkit"] / medians[other] for other in medians if other != "dqnkit"
+        }
+        for other, ratio in ratios.items():
+            print(f"dqnkit / {other} wall-clock (medians, 1 thread): {ratio:.3f} (aim: <= 0.7)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "sb3_default_threads": sb3_default, "ratios": ratios}, f)
