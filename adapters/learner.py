@@ -67,6 +67,10 @@ class Learner:
       obs_shape: one observation's shape.
       n_actions: the number of actions.
       device: where the networks live.
+      channels_last: convolution weights in the channels-last layout (None: for a CNN on the
+        CPU, where oneDNN's convolutions run faster on it; see benchmarks/README.md). The values
+        agree with the default layout's to rounding, not bit for bit; a run is the same run
+        either way, resumed or not, because every process of it lays its weights out alike.
     """
 
     def __init__(
@@ -75,12 +79,19 @@ class Learner:
         obs_shape: tuple[int, ...],
         n_actions: int,
         device: torch.device,
+        *,
+        channels_last: bool | None = None,
     ) -> None:
         self.config = config
+        if channels_last is None:
+            channels_last = len(obs_shape) == 3 and device.type == "cpu"
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         with torch.random.fork_rng(devices=[]):  # initial weights from the seed, not global state
             torch.manual_seed(config.seed)
-            self.online = build_network(obs_shape, n_actions, config).to(device)
-        self.target = build_network(obs_shape, n_actions, config).to(device)
+            online = build_network(obs_shape, n_actions, config)
+        target = build_network(obs_shape, n_actions, config)
+        self.online = online.to(device, memory_format=layout)  # type: ignore[call-overload]
+        self.target = target.to(device, memory_format=layout)  # type: ignore[call-overload]
         soft_update(self.target, self.online, tau=1.0)
         # The target is never trained: batch norm (ConvQNetwork) uses the running statistics
         # that soft_update copies from the online network, and acting uses them too.
