@@ -278,3 +278,43 @@ def test_sigterm_still_ends_a_process_that_renders() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 80), (4, 40, 80)])
+def test_channels_last_weights_change_the_speed_not_the_update(shape: tuple[int, ...]) -> None:
+    from dqnkit.adapters.experience import Sample
+    from dqnkit.adapters.learner import Learner
+
+    config = config_for("CartPole-v1", pixels=True, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 32, *shape), dtype=torch.uint8, generator=generator)
+    sample = Sample(Transition(frames[0], torch.randint(0, 2, (32,), generator=generator),
+                               torch.randn(32, generator=generator), frames[1],
+                               torch.rand(32, generator=generator) < 0.2))  # fmt: skip
+    learners = {
+        last: Learner(config, shape, 2, torch.device("cpu"), channels_last=last)
+        for last in (False, True)
+    }
+    default = Learner(config, shape, 2, torch.device("cpu"))  # on the CPU: channels-last
+    conv = {last: learner.online.features[3].weight for last, learner in learners.items()}
+    assert conv[True].is_contiguous(memory_format=torch.channels_last)
+    assert not conv[True].is_contiguous()
+    assert conv[False].is_contiguous()
+    assert default.online.features[3].weight.is_contiguous(memory_format=torch.channels_last)
+    # One update from the same weights and batch: the same TD errors and gradients to float32
+    # rounding. (Not the weights after several: Adam turns the rounding noise in a gradient
+    # that is zero in exact arithmetic, a bias before batch norm, into steps of +-lr.)
+    updates = {last: learner.update(sample) for last, learner in learners.items()}
+    torch.testing.assert_close(updates[True].td_error, updates[False].td_error)
+    for plain, last in zip(*(learners[k].online.parameters() for k in (False, True)), strict=True):
+        assert plain.grad is not None
+        assert last.grad is not None
+        torch.testing.assert_close(last.grad, plain.grad, rtol=1e-4, atol=1e-6)
+    # The default is the channels-last learner, bit for bit, update after update.
+    for _ in range(2):
+        learners[True].update(sample)
+    for _ in range(3):
+        default.update(sample)
+    channels_last = learners[True].online.state_dict()
+    for name, value in default.online.state_dict().items():
+        assert torch.equal(value, channels_last[name]), name
