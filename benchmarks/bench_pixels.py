@@ -59,31 +59,47 @@ def preprocessing_only(spec: PixelSpec, screens: list[np.ndarray], xs: list[floa
 
 
 def training(steps: int, repeats: int) -> None:
-    """Steps/s of the pixel preset's training loop (learning from step 500), with the band read
-    off pygame against the whole rgb_array render, interleaved, median of ``repeats``."""
+    """Steps/s of the pixel preset's training loop (learning from step 500), interleaved, median
+    of ``repeats``: as it is (the band read off pygame, channels-last weights), with contiguous
+    weights (before session 6), and also through the whole rgb_array render (before session 5)."""
     import tempfile
     from unittest import mock
 
     from dqnkit.adapters import config_for, pixels, train
+    from dqnkit.adapters.learner import Learner
 
-    rates: dict[str, list[float]] = {"band off pygame": [], "whole render": []}
+    real_init = Learner.__init__
+
+    def contiguous(self: Learner, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **{**kwargs, "channels_last": False})
+
+    variants = {
+        "band off pygame, channels-last (now)": (False, False),
+        "band off pygame, contiguous weights": (False, True),
+        "whole render, contiguous weights": (True, True),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
-        for name in rates:
-            with tempfile.TemporaryDirectory() as out:
+        for name, (whole_render, plain_weights) in variants.items():
+            with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:
                 config = config_for("CartPole-v1", pixels=True, total_steps=steps,
                                     learning_starts=500, eval_every=0, final_eval_episodes=1,
                                     checkpoint_every=0, out=out)  # fmt: skip
-                # Not CartPoleEnv's class: the wrapper takes the plain render() path.
-                slow = mock.patch.object(pixels, "CartPoleEnv", type("Other", (), {}))
-                with slow if name == "whole render" else contextlib.nullcontext():
-                    start = time.perf_counter()
-                    train(config, quiet=True)
-                    rates[name].append(steps / (time.perf_counter() - start))
+                if whole_render:  # not CartPoleEnv's class: the plain render() path
+                    stack.enter_context(
+                        mock.patch.object(pixels, "CartPoleEnv", type("Other", (), {}))
+                    )
+                if plain_weights:
+                    stack.enter_context(mock.patch.object(Learner, "__init__", contiguous))
+                start = time.perf_counter()
+                train(config, quiet=True)
+                rates[name].append(steps / (time.perf_counter() - start))
     print(f"pixel preset training, {steps} steps (learning from 500), median of {repeats}")
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    baseline = medians["whole render, contiguous weights"]
     for name, values in rates.items():
-        print(f"| {name} | {statistics.median(values):.1f} steps/s | {values} |")
-    ratio = statistics.median(rates["band off pygame"]) / statistics.median(rates["whole render"])
-    print(f"speed-up: {ratio:.2f}x")
+        print(f"| {name} | {medians[name]:.1f} steps/s | {medians[name] / baseline:.2f}x | "
+              f"{', '.join(f'{v:.1f}' for v in values)} |")  # fmt: skip
 
 
 def main() -> None:
@@ -94,7 +110,7 @@ def main() -> None:
         "--train-steps",
         type=int,
         default=0,
-        help="also time `train` of the pixel preset for this many steps, both render paths",
+        help="time `train` of the pixel preset for this many steps instead (three variants)",
     )
     args = parser.parse_args()
     if args.train_steps:
