@@ -15,6 +15,7 @@ __all__ = ["ATARI_PRESET", "PIXEL_PRESETS", "PRESETS", "TrainConfig", "config_fo
 
 EpsilonSchedule = Literal["linear", "exponential"]
 FrameMode = Literal["difference", "stack"]
+CnnKind = Literal["auto", "tutorial", "nature"]
 
 
 # Command-line options named differently from their TrainConfig field.
@@ -175,6 +176,14 @@ class TrainConfig:
         metadata=_doc("Pixels: 'difference' of the last two screens (the tutorial) or 'stack'."),
     )
     frames: int = field(default=4, metadata=_doc("Pixels: screens stacked with 'stack'."))
+    cnn: CnnKind = field(
+        default="auto",
+        metadata=_doc(
+            "The network for screens: 'tutorial' (the pixel tutorial's 3 convolutions with batch "
+            "norm and a linear head), 'nature' (Mnih et al. 2015: 3 convolutions, a 512-unit "
+            "layer, no batch norm), 'auto' (nature for ALE/ ids, else tutorial)."
+        ),
+    )
     clip_rewards: bool = field(
         default=False,
         metadata=_doc(
@@ -246,6 +255,10 @@ class TrainConfig:
             raise CommandError(
                 f"--frame-mode must be 'difference' or 'stack', got {self.frame_mode!r}"
             )
+        if self.cnn not in ("auto", "tutorial", "nature"):
+            raise CommandError(f"--cnn must be 'auto', 'tutorial' or 'nature', got {self.cnn!r}")
+        if self.cnn != "auto" and not (self.pixels or self.atari):
+            raise CommandError("--cnn applies only to screens (--pixels or an ALE/ id)")
         if self.epsilon_schedule not in ("linear", "exponential"):
             raise CommandError(
                 "--epsilon-schedule must be 'linear' or 'exponential', "
@@ -296,6 +309,13 @@ class TrainConfig:
                     f"{flag(name)} {getattr(self, name)} cannot fit in this machine's "
                     f"{total / 2**30:.0f} GiB of memory"
                 )
+
+    @property
+    def cnn_kind(self) -> Literal["tutorial", "nature"]:
+        """The CNN screens get: ``cnn``, with 'auto' resolved (nature for Atari)."""
+        if self.cnn == "auto":
+            return "nature" if self.atari else "tutorial"
+        return self.cnn
 
     @property
     def atari(self) -> bool:

@@ -40,17 +40,17 @@ class Update(NamedTuple):
 
 
 def build_network(obs_shape: tuple[int, ...], n_actions: int, config: TrainConfig) -> nn.Module:
-    """The tutorial's CNN for frames ``[C, H, W]``, its MLP for everything else; with
-    ``config.dueling`` their dueling variants.
+    """A CNN for frames ``[C, H, W]`` (``config.cnn_kind``: the tutorial's or the Nature
+    DQN's), the tutorial's MLP for everything else; with ``config.dueling`` their dueling
+    variants.
 
     Raises:
       CommandError: the network would not fit in memory (a huge ``--hidden``).
     """
     try:
-        if config.atari:  # the Nature DQN CNN for Atari's [4, 84, 84] stacks (issue 12)
-            return NatureQNetwork(obs_shape, n_actions, dueling=config.dueling)
-        if len(obs_shape) == 3:
-            return ConvQNetwork(obs_shape, n_actions, dueling=config.dueling)
+        if len(obs_shape) == 3:  # screens: Atari's [4, 84, 84] stacks or CartPole's bands
+            cnn = NatureQNetwork if config.cnn_kind == "nature" else ConvQNetwork
+            return cnn(obs_shape, n_actions, dueling=config.dueling)
         return QNetwork(math.prod(obs_shape), n_actions, config.hidden, dueling=config.dueling)
     except (RuntimeError, MemoryError) as error:
         raise CommandError(

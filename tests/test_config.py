@@ -1,6 +1,7 @@
 """TrainConfig, presets, and the loop's small pure helpers."""
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"num_envs": True}, "--num-envs has the wrong type"),
         ({"n_step": 0}, "--n-step must be positive"),
         ({"n_step": 101}, "--n-step must be at most 100"),
+        ({"cnn": "nature"}, "--cnn applies only to screens"),
+        ({"pixels": True, "cnn": "resnet"}, "--cnn must be 'auto', 'tutorial' or 'nature'"),
     ],
 )
 def test_bad_values_fail_up_front(overrides: dict[str, object], message: str) -> None:
@@ -89,6 +92,25 @@ def test_n_step_combines_with_pixels_atari_and_clipped_rewards() -> None:
     assert config_for("CartPole-v1", pixels=True, n_step=3).n_step == 3
     assert config_for("ALE/Pong-v5", n_step=3).clip_rewards
     assert config_for("CartPole-v1", n_step=3, clip_rewards=True).n_step == 3
+
+
+def test_cnn_auto_is_the_tutorials_for_cartpole_screens_and_natures_for_atari() -> None:
+    from dqnkit.adapters.learner import build_network
+    from dqnkit.core import ConvQNetwork, NatureQNetwork
+
+    screens = (1, 40, 80)
+    pixels = config_for("CartPole-v1", pixels=True)
+    assert (pixels.cnn, pixels.cnn_kind) == ("auto", "tutorial")
+    assert type(build_network(screens, 2, pixels)) is ConvQNetwork
+    nature = config_for("CartPole-v1", pixels=True, cnn="nature")
+    assert type(build_network(screens, 2, nature)) is NatureQNetwork
+    assert config_for("ALE/Pong-v5").cnn_kind == "nature"
+    tutorial_atari = config_for("ALE/Pong-v5", cnn="tutorial")
+    assert type(build_network((4, 84, 84), 6, tutorial_atari)) is ConvQNetwork
+    # A config.json written before --cnn existed reads as 'auto': what those runs trained.
+    data = json.loads(pixels.to_json())
+    del data["cnn"]
+    assert TrainConfig.from_dict(data) == pixels
 
 
 def test_config_round_trips_through_json(tmp_path: Path) -> None:

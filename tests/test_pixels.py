@@ -150,16 +150,18 @@ def test_wrapper_observations_match_its_space_and_start_without_motion(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("num_envs", "buffer_size"),
-    # One env with room for the whole run; two envs whose ring has wrapped at the checkpoint.
-    [(1, 500), (2, 120)],
+    ("num_envs", "buffer_size", "cnn"),
+    # One env with room for the whole run; two envs whose ring has wrapped at the checkpoint,
+    # learning with the Nature CNN instead of the tutorial's.
+    [(1, 500, "auto"), (2, 120, "nature")],
 )
 def test_pixel_training_resumes_exactly_and_exports(
-    tmp_path: Path, num_envs: int, buffer_size: int
+    tmp_path: Path, num_envs: int, buffer_size: int, cnn: str
 ) -> None:
     config = config_for(
         "CartPole-v1",
         pixels=True,
+        cnn=cnn,
         total_steps=300,
         learning_starts=100,
         train_every=4,
@@ -177,6 +179,7 @@ def test_pixel_training_resumes_exactly_and_exports(
     assert spec.obs_shape == (1, 40, 80)
     assert spec.obs_dtype == "uint8"
     assert spec.preprocessing == describe("CartPole-v1")
+    assert spec.network["kind"] == ("nature" if cnn == "nature" else "conv")
 
     # Replay stores every frame once: one slot per step plus one per episode's first frame,
     # which for the difference input is all NO_MOTION.
