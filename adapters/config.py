@@ -176,6 +176,13 @@ class TrainConfig:
         metadata=_doc("Pixels: 'difference' of the last two screens (the tutorial) or 'stack'."),
     )
     frames: int = field(default=4, metadata=_doc("Pixels: screens stacked with 'stack'."))
+    frame_skip: int = field(
+        default=1,
+        metadata=_doc(
+            "Pixels: CartPole steps per agent step, the action held and the rewards summed "
+            "(1: the tutorial's; Atari's pipeline always skips 4). Steps count agent steps."
+        ),
+    )
     cnn: CnnKind = field(
         default="auto",
         metadata=_doc(
@@ -268,6 +275,14 @@ class TrainConfig:
             raise CommandError(f"--hidden needs positive widths, got {self.hidden}")
         if not self.pixels and (self.frame_mode != "difference" or self.frames != 4):
             raise CommandError("--frames and --frame-mode apply only with --pixels")
+        if not 1 <= self.frame_skip <= MAX_FRAME_SKIP:
+            raise CommandError(
+                f"--frame-skip must be in [1, {MAX_FRAME_SKIP}], got {self.frame_skip}"
+            )
+        if not self.pixels and self.frame_skip != 1:
+            raise CommandError(
+                "--frame-skip applies only with --pixels (ALE/ ids always skip 4 frames)"
+            )
         if self.pixels and self.atari:
             raise CommandError(
                 "--pixels renders CartPole; ALE/ ids always get the Atari (Nature DQN) pipeline"
@@ -332,7 +347,12 @@ class TrainConfig:
             return None
         from dqnkit.adapters import pixels
 
-        return pixels.describe(self.env_id, frame_mode=self.frame_mode, frames=self.frames)
+        return pixels.describe(
+            self.env_id,
+            frame_mode=self.frame_mode,
+            frames=self.frames,
+            frame_skip=self.frame_skip,
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -368,6 +388,7 @@ class TrainConfig:
 
 MAX_SEED = 2**32 - 1
 MAX_N_STEP = 100  # windows wait in memory per environment; longer ones make little sense
+MAX_FRAME_SKIP = 8  # a pushed pole falls within ~10 CartPole steps: longer holds cannot balance
 # The smallest row the loop can store: a 1-element float32 obs twice, action, reward, flag.
 _MIN_ROW_BYTES = 4 + 4 + 8 + 4 + 1
 

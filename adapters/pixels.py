@@ -21,6 +21,11 @@ Choices of ours, each stated in :func:`describe`'s description and in ``benchmar
   -255 and 255 is +255 (one bit of precision lost). An episode's first observation is all 128.
 - **Stack mode**: the last ``frames`` screens, oldest first; at reset the first screen fills
   every slot.
+- **Frame skip** (``frame_skip``, 1 by default as in the tutorial): each action is held for
+  that many CartPole steps, their rewards summed, and only the screen after the last is taken,
+  as Atari's pipeline does with 4. CartPole moves less than a screen pixel in one step often
+  enough that one difference in five is blank (all 128) under random play; two steps apart,
+  one in seventeen (measured in benchmarks/README.md).
 
 The crop needs the cart's position, so only CartPole environments are supported; others get a
 :class:`CommandError` (a full-frame fallback would silently give a different input contract).
@@ -36,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from dqnkit.adapters.config import FrameMode
+from dqnkit.adapters.config import MAX_FRAME_SKIP, FrameMode
 from dqnkit.adapters.envs import gym_make
 from dqnkit.adapters.errors import CommandError
 
@@ -88,6 +93,7 @@ class PixelSpec:
       resize: the resize method.
       difference_encoding: how a signed difference is stored in a uint8.
       first_step: what an episode's first observation is.
+      frame_skip: environment steps per observation, the action repeated (1: every step).
     """
 
     kind: str
@@ -107,6 +113,7 @@ class PixelSpec:
     resize: str = "area: mean of each factor x factor block, rounded half up (numpy)"
     difference_encoding: str = "(cur - prev + 256) // 2; 128 = no motion"
     first_step: str = "difference: all 128; stack: the first screen repeated"
+    frame_skip: int = 1
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -136,7 +143,12 @@ class PixelSpec:
         except (TypeError, KeyError, ValueError) as error:
             raise CommandError(f"bad pixel preprocessing description: {error}") from error
         expected = _spec(
-            spec.frame_mode, spec.frames, spec.screen_height, spec.screen_width, spec.crop_rows
+            spec.frame_mode,
+            spec.frames,
+            spec.screen_height,
+            spec.screen_width,
+            spec.crop_rows,
+            spec.frame_skip,
         )
         if spec != expected:
             raise CommandError(
@@ -147,7 +159,12 @@ class PixelSpec:
 
 
 def describe(
-    env_id: str, *, frame_mode: str = "difference", frames: int = 4, allow_import: bool = False
+    env_id: str,
+    *,
+    frame_mode: str = "difference",
+    frames: int = 4,
+    frame_skip: int = 1,
+    allow_import: bool = False,
 ) -> dict[str, Any]:
     """The JSON description of the pixel observations of ``env_id`` (a CartPole).
 
@@ -155,6 +172,7 @@ def describe(
       env_id: a Gymnasium id whose unwrapped env is CartPole and renders ``rgb_array``.
       frame_mode: ``"difference"`` of the last two screens or ``"stack"`` of the last ``frames``.
       frames: screens stacked in ``"stack"`` mode (ignored for ``"difference"``).
+      frame_skip: environment steps per observation, in ``[1, MAX_FRAME_SKIP]``.
       allow_import: as in :func:`dqnkit.adapters.envs.check_env_id`.
 
     Returns:
@@ -164,6 +182,8 @@ def describe(
         raise CommandError(f"--frame-mode must be 'difference' or 'stack', got {frame_mode!r}")
     if frame_mode == "stack" and not 1 <= frames <= 16:
         raise CommandError(f"--frames must be in [1, 16] with --frame-mode stack, got {frames}")
+    if not 1 <= frame_skip <= MAX_FRAME_SKIP:
+        raise CommandError(f"--frame-skip must be in [1, {MAX_FRAME_SKIP}], got {frame_skip}")
     env = gym_make(env_id, allow_import=allow_import, disable_env_checker=True)
     try:
         width, height = _check_cartpole(env_id, env)
@@ -171,9 +191,8 @@ def describe(
         env.close()
     mode: FrameMode = "difference" if frame_mode == "difference" else "stack"
     top, bottom = int(height * CROP_TOP), int(height * CROP_BOTTOM)
-    return _spec(
-        mode, 2 if mode == "difference" else frames, height, width, (top, bottom)
-    ).to_dict()
+    frames = 2 if mode == "difference" else frames
+    return _spec(mode, frames, height, width, (top, bottom), frame_skip).to_dict()
 
 
 def _spec(
@@ -182,6 +201,7 @@ def _spec(
     screen_height: int,
     screen_width: int,
     crop_rows: tuple[int, int],
+    frame_skip: int,
 ) -> PixelSpec:
     top, bottom = crop_rows
     view_width = min(VIEW_WIDTH, screen_width)
@@ -203,6 +223,7 @@ def _spec(
         channels=1 if frame_mode == "difference" else frames,
         height=(bottom - top) // FACTOR,
         width=view_width // FACTOR,
+        frame_skip=frame_skip,
     )
 
 
@@ -409,11 +430,16 @@ class PixelObservation(gym.Wrapper[Frame, Any, Any, Any], gym.utils.RecordConstr
         return observation(list(self._history), start, self.pixel_spec), info
 
     def step(self, action: Any) -> tuple[Frame, SupportsFloat, bool, bool, dict[str, Any]]:
-        _, reward, terminated, truncated, info = self.env.step(action)
+        total = 0.0
+        for _ in range(self.pixel_spec.frame_skip):  # the screen only after the last
+            _, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
         band, start = self._screen()
         self._history.append(band)
         obs = observation(list(self._history), start, self.pixel_spec)
-        return obs, reward, terminated, truncated, info
+        return obs, total, terminated, truncated, info
 
 
 def make_pixel_env(

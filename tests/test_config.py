@@ -79,6 +79,9 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"n_step": 0}, "--n-step must be positive"),
         ({"n_step": 101}, "--n-step must be at most 100"),
         ({"cnn": "nature"}, "--cnn applies only to screens"),
+        ({"frame_skip": 2}, "--frame-skip applies only with --pixels"),
+        ({"pixels": True, "frame_skip": 0}, r"--frame-skip must be in \[1, 8\]"),
+        ({"pixels": True, "frame_skip": 9}, r"--frame-skip must be in \[1, 8\]"),
         ({"pixels": True, "cnn": "resnet"}, "--cnn must be 'auto', 'tutorial' or 'nature'"),
     ],
 )

@@ -97,6 +97,47 @@ def test_describe_is_complete_and_checked() -> None:
         PixelSpec.from_dict({**spec, "height": 41})
     with pytest.raises(CommandError, match="CartPole environments only"):
         describe("Acrobot-v1")
+    assert spec["frame_skip"] == 1
+    assert describe("CartPole-v1", frame_skip=3)["frame_skip"] == 3
+    with pytest.raises(CommandError, match=r"--frame-skip must be in \[1, 8\]"):
+        describe("CartPole-v1", frame_skip=0)
+    # A policy exported before frame skipping existed has no frame_skip: every step, as then.
+    old = {k: v for k, v in spec.items() if k != "frame_skip"}
+    assert PixelSpec.from_dict(old) == PixelSpec.from_dict(spec)
+
+
+@pytest.mark.parametrize("action", [0, 1])
+def test_frame_skip_holds_the_action_sums_rewards_and_stops_at_the_episodes_end(
+    action: int,
+) -> None:
+    """Skipping 3 is stepping CartPole 3 times with the action held: the same state, rewards
+    summed, the newest screen the same, and an episode that ends inside a hold ends there."""
+    every = make_pixel_env("CartPole-v1", describe("CartPole-v1", frame_mode="stack", frames=2))
+    skip = make_pixel_env(
+        "CartPole-v1", describe("CartPole-v1", frame_mode="stack", frames=2, frame_skip=3)
+    )
+    try:
+        every.reset(seed=0)
+        skip.reset(seed=0)
+        plain_steps = held_return = 0.0
+        done = False
+        while not done:  # one push held until the pole falls or the cart leaves
+            obs, reward, terminated, truncated, _ = skip.step(action)
+            held_return += float(reward)
+            done = terminated or truncated
+            for _ in range(3):
+                seen, _, plain_end, plain_cut, _ = every.step(action)
+                plain_steps += 1
+                if plain_end or plain_cut:
+                    break
+            assert np.array_equal(skip.unwrapped.state, every.unwrapped.state)  # type: ignore[attr-defined]
+            np.testing.assert_array_equal(obs[-1], seen[-1])
+            assert (terminated, truncated) == (plain_end, plain_cut)
+        assert held_return == plain_steps  # one reward per CartPole step, none lost or extra
+        assert plain_steps == {0: 11, 1: 8}[action]  # seed 0: both end inside a hold of 3
+    finally:
+        every.close()
+        skip.close()
 
 
 def test_the_band_read_from_pygame_is_the_band_of_the_rgb_array_render() -> None:
@@ -150,18 +191,19 @@ def test_wrapper_observations_match_its_space_and_start_without_motion(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("num_envs", "buffer_size", "cnn"),
+    ("num_envs", "buffer_size", "cnn", "frame_skip"),
     # One env with room for the whole run; two envs whose ring has wrapped at the checkpoint,
-    # learning with the Nature CNN instead of the tutorial's.
-    [(1, 500, "auto"), (2, 120, "nature")],
+    # learning with the Nature CNN instead of the tutorial's, two CartPole steps per action.
+    [(1, 500, "auto", 1), (2, 120, "nature", 2)],
 )
 def test_pixel_training_resumes_exactly_and_exports(
-    tmp_path: Path, num_envs: int, buffer_size: int, cnn: str
+    tmp_path: Path, num_envs: int, buffer_size: int, cnn: str, frame_skip: int
 ) -> None:
     config = config_for(
         "CartPole-v1",
         pixels=True,
         cnn=cnn,
+        frame_skip=frame_skip,
         total_steps=300,
         learning_starts=100,
         train_every=4,
@@ -178,7 +220,7 @@ def test_pixel_training_resumes_exactly_and_exports(
     _, spec = load_weights(straight / "policy.safetensors")
     assert spec.obs_shape == (1, 40, 80)
     assert spec.obs_dtype == "uint8"
-    assert spec.preprocessing == describe("CartPole-v1")
+    assert spec.preprocessing == describe("CartPole-v1", frame_skip=frame_skip)
     assert spec.network["kind"] == ("nature" if cnn == "nature" else "conv")
 
     # Replay stores every frame once: one slot per step plus one per episode's first frame,
