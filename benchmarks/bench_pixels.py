@@ -7,9 +7,11 @@ resetting when an episode ends; the median of the repeats is reported.
 
 import argparse
 import contextlib
+import csv
 import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -61,7 +63,8 @@ def preprocessing_only(spec: PixelSpec, screens: list[np.ndarray], xs: list[floa
 def training(steps: int, repeats: int) -> None:
     """Steps/s of the pixel preset's training loop (learning from step 500), interleaved, median
     of ``repeats``: as it is (the band read off pygame, channels-last weights), with contiguous
-    weights (before session 6), and also through the whole rgb_array render (before session 5)."""
+    weights (before session 6), and also through the whole rgb_array render (before session 5);
+    then as it is with ``--frame-skip 2``, in agent steps and in CartPole steps (session 7)."""
     import tempfile
     from unittest import mock
 
@@ -73,18 +76,21 @@ def training(steps: int, repeats: int) -> None:
     def contiguous(self: Learner, *args: Any, **kwargs: Any) -> None:
         real_init(self, *args, **{**kwargs, "channels_last": False})
 
-    variants = {
-        "band off pygame, channels-last (now)": (False, False),
-        "band off pygame, contiguous weights": (False, True),
-        "whole render, contiguous weights": (True, True),
+    skip = "band off pygame, channels-last, --frame-skip 2"
+    variants = {  # name: (whole render, contiguous weights, frame skip)
+        "band off pygame, channels-last (now)": (False, False, 1),
+        "band off pygame, contiguous weights": (False, True, 1),
+        "whole render, contiguous weights": (True, True, 1),
+        skip: (False, False, 2),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    cartpole_rates: list[float] = []  # the skip variant's CartPole steps/s
     for _ in range(repeats):
-        for name, (whole_render, plain_weights) in variants.items():
+        for name, (whole_render, plain_weights, frame_skip) in variants.items():
             with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:
                 config = config_for("CartPole-v1", pixels=True, total_steps=steps,
                                     learning_starts=500, eval_every=0, final_eval_episodes=1,
-                                    checkpoint_every=0, out=out)  # fmt: skip
+                                    checkpoint_every=0, frame_skip=frame_skip, out=out)  # fmt: skip
                 if whole_render:  # not CartPoleEnv's class: the plain render() path
                     stack.enter_context(
                         mock.patch.object(pixels, "CartPoleEnv", type("Other", (), {}))
@@ -92,14 +98,28 @@ def training(steps: int, repeats: int) -> None:
                 if plain_weights:
                     stack.enter_context(mock.patch.object(Learner, "__init__", contiguous))
                 start = time.perf_counter()
-                train(config, quiet=True)
-                rates[name].append(steps / (time.perf_counter() - start))
+                run_dir = train(config, quiet=True).run_dir
+                seconds = time.perf_counter() - start
+                rates[name].append(steps / seconds)
+                if frame_skip > 1:  # finished episodes' returns: 1 per CartPole step
+                    cartpole_rates.append(_cartpole_steps(run_dir) / seconds)
     print(f"pixel preset training, {steps} steps (learning from 500), median of {repeats}")
     medians = {name: statistics.median(values) for name, values in rates.items()}
     baseline = medians["whole render, contiguous weights"]
     for name, values in rates.items():
         print(f"| {name} | {medians[name]:.1f} steps/s | {medians[name] / baseline:.2f}x | "
               f"{', '.join(f'{v:.1f}' for v in values)} |")  # fmt: skip
+    median = statistics.median(cartpole_rates)
+    print(
+        f"| {skip}, CartPole steps (finished episodes) | {median:.1f} steps/s | "
+        f"{median / baseline:.2f}x | {', '.join(f'{v:.1f}' for v in cartpole_rates)} |"
+    )
+
+
+def _cartpole_steps(run_dir: Path) -> float:
+    """CartPole steps in a run's finished episodes: the sum of their returns (1 per step)."""
+    with (run_dir / "metrics.csv").open() as file:
+        return sum(float(row["episode_return"]) for row in csv.DictReader(file))
 
 
 def main() -> None:
@@ -110,7 +130,7 @@ def main() -> None:
         "--train-steps",
         type=int,
         default=0,
-        help="time `train` of the pixel preset for this many steps instead (three variants)",
+        help="time `train` of the pixel preset for this many steps instead (four variants)",
     )
     args = parser.parse_args()
     if args.train_steps:
