@@ -261,6 +261,7 @@ def test_training_on_shared_frames_is_training_on_whole_rows(
         pixels=True,
         frame_mode="stack",  # a difference input starts every episode with the same frame
         frames=2,
+        n_step=1,  # whole rows are one-step transitions; the ring's n-step windows differ
         total_steps=600,
         num_envs=2,
         learning_starts=100,
