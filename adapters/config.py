@@ -160,6 +160,14 @@ class TrainConfig:
     final_eval_episodes: int = field(
         default=20, metadata=_doc("Episodes of the greedy evaluation at the end of training.")
     )
+    keep_best: bool = field(
+        default=False,
+        metadata=_doc(
+            "The run's policy is the network of its best periodic evaluation (the highest mean, "
+            "the earliest of ties) instead of the last one; the final evaluation measures it. "
+            "Needs --eval-every."
+        ),
+    )
     checkpoint_every: int = field(
         default=10_000, metadata=_doc("Write a resumable checkpoint every N steps; 0 disables.")
     )
@@ -289,6 +297,8 @@ class TrainConfig:
             )
         if self.n_step > MAX_N_STEP:
             raise CommandError(f"--n-step must be at most {MAX_N_STEP}, got {self.n_step}")
+        if self.keep_best and self.eval_every == 0:
+            raise CommandError("--keep-best needs --eval-every: no evaluation, nothing to keep")
         if self.terminal_on_life_loss and not self.atari:
             raise CommandError("--terminal-on-life-loss applies to ALE/ (Atari) ids only")
         if self.pixels and self.buffer_size <= self.num_envs:

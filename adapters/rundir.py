@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from dqnkit.adapters.config import TrainConfig
 
 __all__ = [
+    "BEST_FILE",
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
     "METRICS_FILE",
@@ -25,6 +26,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 PLOT_FILE = "returns.png"
 POLICY_FILE = "policy.safetensors"
+BEST_FILE = "best.safetensors"  # --keep-best: the online weights of the best evaluation so far
 CHECKPOINT_DIR = "checkpoints"
 
 

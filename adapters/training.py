@@ -43,7 +43,12 @@ from dqnkit.adapters.loop_state import EpisodeRow, Evaluation, LoopState
 from dqnkit.adapters.metrics import MetricsLog
 from dqnkit.adapters.vector import Exploration, Step, VectorActor
 from dqnkit.core import exponential_epsilon, linear_epsilon
-from dqnkit.export.files import atomic_write, remove_stale_temporaries
+from dqnkit.export.files import (
+    atomic_write,
+    read_safetensors,
+    remove_stale_temporaries,
+    write_safetensors,
+)
 from dqnkit.export.weights import PolicySpec, bounds_to_json, network_config, save_weights
 
 __all__ = ["EVAL_SEED_OFFSET", "Progress", "TrainResult", "train"]
@@ -178,12 +183,15 @@ def _train(
     parts.write_plot()
     if interrupted:
         return parts.result(None)
+    best = parts.use_best()  # --keep-best: the best evaluation's weights, or None (the last)
+    if best is not None:
+        _say(quiet, f"policy: the weights of step {best.step} (greedy mean {best.mean_return:.2f})")
     try:
         with stop.raising():  # from here Ctrl-C abandons the final evaluation at once
             evaluation = parts.evaluate(config.final_eval_episodes)
     except KeyboardInterrupt:
         return parts.result(None)
-    parts.save_policy(evaluation)
+    parts.save_policy(evaluation, parts.state.step if best is None else best.step)
     return parts.result(evaluation)
 
 
@@ -294,8 +302,50 @@ class _Parts:
         )
 
     def evaluate_periodically(self) -> bool:
-        """The gated greedy evaluation; True when it solved the task (the loop then stops)."""
-        return _periodic_evaluation(self.config, self.state, self.evaluate)
+        """The gated greedy evaluation; True when it solved the task (the loop then stops).
+        With ``keep_best``, an evaluation above every earlier one writes the weights it saw."""
+        evaluations = self.state.evaluations
+        before = _best(evaluations)
+        solved = _periodic_evaluation(self.config, self.state, self.evaluate)
+        if self.config.keep_best and _best(evaluations) is not before:
+            self._write_best(evaluations[-1])
+        return solved
+
+    def _write_best(self, evaluation: Evaluation) -> None:
+        # Written before the step's checkpoint. A run killed in between rewrites the same
+        # file when its resume redoes the evaluation (resumes are exact), so the file always
+        # holds the weights of the best evaluation of the run's latest checkpoint or later.
+        path = self.run_dir / rundir.BEST_FILE
+        try:
+            document = {"step": evaluation.step, "mean_return": evaluation.mean_return}
+            write_safetensors(path, self.learner.online.state_dict(), _BEST_KEY, document)
+        except OSError as error:
+            raise CommandError(f"cannot write {path}: {error.strerror}") from error
+
+    def use_best(self) -> Evaluation | None:
+        """With ``keep_best``: the online network takes the weights of the best periodic
+        evaluation, which is returned; None (the last weights stay) without it or without any
+        evaluation (the gate never opened).
+
+        Raises:
+          CommandError: the run directory's best.safetensors is missing or is another step's.
+        """
+        best = _best(self.state.evaluations)
+        if not self.config.keep_best or best is None:
+            return None
+        path = self.run_dir / rundir.BEST_FILE
+        try:
+            tensors, document = read_safetensors(path, _BEST_KEY)
+        except ValueError as error:
+            raise CommandError(f"--keep-best: {error}") from error
+        if not isinstance(document, dict) or document.get("step") != best.step:
+            step = document.get("step") if isinstance(document, dict) else None
+            raise CommandError(
+                f"--keep-best: {path} holds the weights of step {step!r}, not of step "
+                f"{best.step} (the best evaluation)"
+            )
+        self.learner.online.load_state_dict(tensors)
+        return best
 
     def checkpoint(self, final: bool) -> None:
         """Writes a checkpoint (refusing non-finite weights), the logs, and tells the hook."""
@@ -325,8 +375,9 @@ class _Parts:
         self.log.write_plot(self.run_dir / rundir.PLOT_FILE, title, self.state)
         self.log.close()
 
-    def save_policy(self, evaluation: EvalResult) -> None:
-        """policy.safetensors with its contract, and evaluation.json."""
+    def save_policy(self, evaluation: EvalResult, weights_step: int) -> None:
+        """policy.safetensors with its contract, and evaluation.json; ``weights_step`` is the
+        step whose weights the online network holds (earlier than the last with keep_best)."""
         config, state, space = self.config, self.state, self.actor.observation_space
         network = self.learner.online
         spec = PolicySpec(
@@ -340,7 +391,7 @@ class _Parts:
             obs_low=bounds_to_json(space.low),
             obs_high=bounds_to_json(space.high),
             action_meanings=action_meanings(self.actor.envs[0]),
-            train_steps=state.step,
+            train_steps=weights_step,
             eval_return=evaluation.mean_return,
             preprocessing=self.preprocessing,
         )
@@ -348,6 +399,7 @@ class _Parts:
             **evaluation.to_dict(),
             "periodic": [[e.step, e.mean_return, e.std_return] for e in state.evaluations],
             "solved_at": state.solved_at,
+            "weights_step": weights_step,
         }
         text = json.dumps(report, indent=2) + "\n"
         try:
@@ -396,6 +448,14 @@ def _priorities(config: TrainConfig) -> dict[str, float] | None:
 def _n_step(config: TrainConfig) -> tuple[int, float] | None:
     """The n-step memory's ``(n, gamma)``, or None for one-step transitions."""
     return (config.n_step, config.gamma) if config.n_step > 1 else None
+
+
+_BEST_KEY = "dqnkit.best"  # best.safetensors' metadata: the evaluation's step and mean
+
+
+def _best(evaluations: list[Evaluation]) -> Evaluation | None:
+    """The evaluation with the highest mean return, the earliest of ties; None if none."""
+    return max(evaluations, key=lambda e: e.mean_return, default=None)
 
 
 def _due(before: int, after: int, every: int) -> bool:

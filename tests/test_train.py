@@ -25,7 +25,7 @@ from dqnkit.adapters.cli import main
 from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
 from dqnkit.adapters.errors import CommandError
-from dqnkit.adapters.evaluation import run_episodes
+from dqnkit.adapters.evaluation import EvalResult, run_episodes
 from dqnkit.export.weights import load_weights
 from tests.runs import rewind_to_first_checkpoint
 
@@ -575,3 +575,55 @@ def test_a_checkpoint_of_another_format_is_named_as_such_not_as_corrupted(tmp_pa
     message = str(caught.value)
     assert f"checkpoint format 2, this dqnkit reads {FORMAT_VERSION}" in message
     assert "corrupted" not in message
+
+
+def test_keep_best_makes_the_best_evaluations_weights_the_policy_and_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripted periodic evaluations peak at step 1,500 (tied at 2,000: the earliest wins):
+    the policy is then the online network of step 1,500's checkpoint, not the last step's; a
+    run resumed from step 1,000 (step 1,500's best.safetensors already on disk) ends the same;
+    one whose best.safetensors is gone says so instead of keeping other weights."""
+    means = {500: 10.0, 1_000: 20.0, 1_500: 30.0, 2_000: 30.0}
+    real = training._Parts.evaluate
+
+    def scripted(self: training._Parts, episodes: int) -> EvalResult:
+        if episodes == 2:  # the periodic evaluations; the final one (3 episodes) is real
+            return EvalResult([means[self.state.step]] * 2, [1, 1])
+        return real(self, episodes)
+
+    monkeypatch.setattr(training._Parts, "evaluate", scripted)
+    config = short_config(tmp_path, total_steps=2_000, eval_every=500, eval_episodes=2,
+                          eval_gate=None, stop_return=None, checkpoint_every=500,
+                          final_eval_episodes=3, keep_best=True)  # fmt: skip
+    straight = train(config, quiet=True).run_dir
+    kept = [p.name for p in sorted((straight / "checkpoints").iterdir())]
+    assert kept == [f"step-{s:010d}.safetensors" for s in (1_000, 1_500, 2_000)]
+
+    def online_at(step: int) -> dict[str, bytes]:
+        saved = load_file(straight / "checkpoints" / f"step-{step:010d}.safetensors")
+        return {k.removeprefix("online/"): v.numpy().tobytes()
+                for k, v in saved.items() if k.startswith("online/")}  # fmt: skip
+
+    assert weights_of(straight) == online_at(1_500)
+    assert weights_of(straight) != online_at(2_000)  # training went on after the best
+    report = json.loads((straight / "evaluation.json").read_text())
+    assert report["weights_step"] == 1_500
+    assert report["episodes"] == 3
+    assert load_weights(straight / "policy.safetensors")[1].train_steps == 1_500
+
+    copy = rewind_to_first_checkpoint(straight, tmp_path / "copy")  # step 1,000
+    train(config, resume=copy, quiet=True)
+    assert weights_of(copy) == weights_of(straight)
+
+    damaged = tmp_path / "damaged"  # as it stood at step 1,500, best.safetensors lost
+    shutil.copytree(straight, damaged)
+    for name in ("policy.safetensors", "best.safetensors", "checkpoints/" + kept[-1]):
+        (damaged / name).unlink()
+    with pytest.raises(CommandError, match=r"--keep-best: .*best\.safetensors"):
+        train(config, resume=damaged, quiet=True)
+
+
+def test_keep_best_without_periodic_evaluations_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--keep-best needs --eval-every"):
+        short_config(tmp_path, keep_best=True)
