@@ -624,6 +624,11 @@ def test_keep_best_makes_the_best_evaluations_weights_the_policy_and_resumes_exa
         train(config, resume=damaged, quiet=True)
 
 
-def test_keep_best_without_periodic_evaluations_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match="--keep-best needs --eval-every"):
-        short_config(tmp_path, keep_best=True)
+def test_keep_best_without_an_evaluation_keeps_the_last_network(tmp_path: Path) -> None:
+    run_dir = train(short_config(tmp_path, keep_best=True), quiet=True).run_dir  # eval_every 0
+    last = load_file(sorted((run_dir / "checkpoints").iterdir())[-1])
+    online = {k.removeprefix("online/"): v.numpy().tobytes()
+              for k, v in last.items() if k.startswith("online/")}  # fmt: skip
+    assert weights_of(run_dir) == online
+    assert json.loads((run_dir / "evaluation.json").read_text())["weights_step"] == STEPS
+    assert not (run_dir / "best.safetensors").exists()
