@@ -344,7 +344,10 @@ class _Parts:
                 f"--keep-best: {path} holds the weights of step {step!r}, not of step "
                 f"{best.step} (the best evaluation)"
             )
-        self.learner.online.load_state_dict(tensors)
+        try:
+            self.learner.online.load_state_dict(tensors)
+        except RuntimeError as error:  # another network's tensors
+            raise CommandError(f"--keep-best: {path} does not fit this run's network") from error
         return best
 
     def checkpoint(self, final: bool) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -26,6 +27,7 @@ from dqnkit.adapters.config import config_for
 from dqnkit.adapters.envs import make_env
 from dqnkit.adapters.errors import CommandError
 from dqnkit.adapters.evaluation import EvalResult, run_episodes
+from dqnkit.export.files import write_safetensors
 from dqnkit.export.weights import load_weights
 from tests.runs import rewind_to_first_checkpoint
 
@@ -621,6 +623,10 @@ def test_keep_best_makes_the_best_evaluations_weights_the_policy_and_resumes_exa
     for name in ("policy.safetensors", "best.safetensors", "checkpoints/" + kept[-1]):
         (damaged / name).unlink()
     with pytest.raises(CommandError, match=r"--keep-best: .*best\.safetensors"):
+        train(config, resume=damaged, quiet=True)
+    other = {"head.weight": torch.zeros(3, 3)}  # the right step, another network's tensors
+    write_safetensors(damaged / "best.safetensors", other, "dqnkit.best", {"step": 1_500})
+    with pytest.raises(CommandError, match="does not fit this run's network"):
         train(config, resume=damaged, quiet=True)
 
 
