@@ -338,8 +338,8 @@ class _Parts:
             tensors, document = read_safetensors(path, _BEST_KEY)
         except ValueError as error:
             raise CommandError(f"--keep-best: {error}") from error
-        if not isinstance(document, dict) or document.get("step") != best.step:
-            step = document.get("step") if isinstance(document, dict) else None
+        step = document.get("step") if isinstance(document, dict) else None
+        if step != best.step:
             raise CommandError(
                 f"--keep-best: {path} holds the weights of step {step!r}, not of step "
                 f"{best.step} (the best evaluation)"

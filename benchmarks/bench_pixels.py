@@ -62,9 +62,10 @@ def preprocessing_only(spec: PixelSpec, screens: list[np.ndarray], xs: list[floa
 
 def training(steps: int, repeats: int) -> None:
     """Steps/s of the pixel preset's training loop (learning from step 500), interleaved, median
-    of ``repeats``: as it is (the band read off pygame, channels-last weights), with contiguous
-    weights (before session 6), and also through the whole rgb_array render (before session 5);
-    then as it is with ``--frame-skip 2``, in agent steps and in CartPole steps (session 7)."""
+    of ``repeats``: a screen every step with the band read off pygame and channels-last weights
+    (session 6), with contiguous weights (before session 6), and through the whole rgb_array
+    render (before session 5); then with the preset's ``--frame-skip 2`` (session 7), in agent
+    steps and in CartPole steps. Every variant has today's preset's other settings."""
     import tempfile
     from unittest import mock
 
@@ -76,9 +77,9 @@ def training(steps: int, repeats: int) -> None:
     def contiguous(self: Learner, *args: Any, **kwargs: Any) -> None:
         real_init(self, *args, **{**kwargs, "channels_last": False})
 
-    skip = "band off pygame, channels-last, --frame-skip 2"
+    skip = "band off pygame, channels-last, --frame-skip 2 (the preset's, now)"
     variants = {  # name: (whole render, contiguous weights, frame skip)
-        "band off pygame, channels-last (now)": (False, False, 1),
+        "band off pygame, channels-last, every step": (False, False, 1),
         "band off pygame, contiguous weights": (False, True, 1),
         "whole render, contiguous weights": (True, True, 1),
         skip: (False, False, 2),
