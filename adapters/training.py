@@ -167,12 +167,15 @@ def _train(
             parts.store(step, epsilon)  # real transitions into replay, finished episodes
             parts.update_target(before)
             parts.learn(before)
-            if _due(before, state.step, config.eval_every) and parts.evaluate_periodically():
+            evaluation_due = _due(before, state.step, config.eval_every)
+            if evaluation_due and parts.evaluate_periodically():
                 parts.solved_seconds = parts.clock.seconds()
                 mean = state.evaluations[-1].mean_return
                 _say(quiet, f"solved at step {state.step} (greedy mean {mean:.2f})", bar)
             if _due(before, state.step, config.checkpoint_every):
-                parts.checkpoint(final=False)
+                parts.checkpoint(final=False)  # writes the logs too
+            elif evaluation_due:  # metrics.csv and TensorBoard follow between checkpoints
+                parts.log.write(state)
             if not quiet and _due(before, state.step, 1000):
                 _show_progress(bar, state, parts.clock, epsilon)
         interrupted = stop()

@@ -638,3 +638,30 @@ def test_keep_best_without_an_evaluation_keeps_the_last_network(tmp_path: Path) 
     assert weights_of(run_dir) == online
     assert json.loads((run_dir / "evaluation.json").read_text())["weights_step"] == STEPS
     assert not (run_dir / "best.safetensors").exists()
+
+
+def test_metrics_follow_the_run_at_each_periodic_evaluation_between_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no checkpoint before the end, metrics.csv still holds, at each periodic
+    evaluation, every episode the run finished by the previous one: the same rows the
+    finished run's file has up to that step."""
+    seen: dict[int, list[dict[str, str]]] = {}
+    real = training._Parts.evaluate
+
+    def reading(self: training._Parts, episodes: int) -> EvalResult:
+        if episodes == 1 and (self.run_dir / "metrics.csv").exists():  # periodic ones
+            seen[self.state.step] = comparable_metrics(self.run_dir)
+        return real(self, episodes)
+
+    monkeypatch.setattr(training._Parts, "evaluate", reading)
+    config = short_config(tmp_path, total_steps=2_000, eval_every=500, eval_episodes=1,
+                          eval_gate=None, stop_return=None, checkpoint_every=0)  # fmt: skip
+    run_dir = train(config, quiet=True).run_dir
+    final = comparable_metrics(run_dir)
+    assert sorted(seen) == [1_000, 1_500, 2_000]  # step 500's came before any file
+    for step, rows in seen.items():
+        previous = step - 500
+        assert rows == [row for row in final if int(row["step"]) <= previous], step
+        assert rows
+        assert int(rows[-1]["step"]) > previous - 500  # written at the last evaluation
