@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,12 @@ __all__ = ["ATARI_PRESET", "PIXEL_PRESETS", "PRESETS", "TrainConfig", "config_fo
 EpsilonSchedule = Literal["linear", "exponential"]
 FrameMode = Literal["difference", "stack"]
 CnnKind = Literal["auto", "tutorial", "nature"]
+# The fields that take one of a few words; validate() reads the words from these types.
+CHOICES: dict[str, Any] = {
+    "frame_mode": FrameMode,
+    "cnn": CnnKind,
+    "epsilon_schedule": EpsilonSchedule,
+}
 
 
 # Command-line options named differently from their TrainConfig field.
@@ -266,19 +273,13 @@ class TrainConfig:
                 raise CommandError(f"{flag(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:
             raise CommandError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
-        if self.frame_mode not in ("difference", "stack"):
-            raise CommandError(
-                f"--frame-mode must be 'difference' or 'stack', got {self.frame_mode!r}"
-            )
-        if self.cnn not in ("auto", "tutorial", "nature"):
-            raise CommandError(f"--cnn must be 'auto', 'tutorial' or 'nature', got {self.cnn!r}")
+        for name, kind in CHOICES.items():
+            value, options = getattr(self, name), [repr(o) for o in typing.get_args(kind)]
+            if value not in typing.get_args(kind):
+                either = " or ".join([", ".join(options[:-1]), options[-1]])
+                raise CommandError(f"{flag(name)} must be {either}, got {value!r}")
         if self.cnn != "auto" and not (self.pixels or self.atari):
             raise CommandError("--cnn applies only to screens (--pixels or an ALE/ id)")
-        if self.epsilon_schedule not in ("linear", "exponential"):
-            raise CommandError(
-                "--epsilon-schedule must be 'linear' or 'exponential', "
-                f"got {self.epsilon_schedule!r}"
-            )
         if not self.hidden or any(w <= 0 for w in self.hidden):
             raise CommandError(f"--hidden needs positive widths, got {self.hidden}")
         if not self.pixels and (self.frame_mode != "difference" or self.frames != 4):

@@ -32,6 +32,7 @@ The crop needs the cart's position, so only CartPole environments are supported;
 """
 
 import os
+import typing
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, SupportsFloat
@@ -136,7 +137,7 @@ class PixelSpec:
                 f"pixel preprocessing version {data.get('version')!r} is not supported "
                 f"(this dqnkit makes version {VERSION})"
             )
-        if data.get("frame_mode") not in ("difference", "stack"):
+        if data.get("frame_mode") not in typing.get_args(FrameMode):
             raise CommandError(f"unknown pixel frame mode {data.get('frame_mode')!r}")
         try:
             spec = cls(**{**data, "crop_rows": tuple(data["crop_rows"])})
@@ -178,7 +179,7 @@ def describe(
     Returns:
       :class:`PixelSpec` as a dict: kind, frame mode, frames, crop, view width, output C/H/W...
     """
-    if frame_mode not in ("difference", "stack"):
+    if frame_mode not in typing.get_args(FrameMode):
         raise CommandError(f"--frame-mode must be 'difference' or 'stack', got {frame_mode!r}")
     if frame_mode == "stack" and not 1 <= frames <= 16:
         raise CommandError(f"--frames must be in [1, 16] with --frame-mode stack, got {frames}")

@@ -83,6 +83,8 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"pixels": True, "frame_skip": 0}, r"--frame-skip must be in \[1, 8\]"),
         ({"pixels": True, "frame_skip": 9}, r"--frame-skip must be in \[1, 8\]"),
         ({"pixels": True, "cnn": "resnet"}, "--cnn must be 'auto', 'tutorial' or 'nature'"),
+        ({"pixels": True, "frame_mode": "sum"}, "--frame-mode must be 'difference' or 'stack'"),
+        ({"epsilon_schedule": "cosine"}, "--epsilon-schedule must be 'linear' or 'exponential'"),
     ],
 )
 def test_bad_values_fail_up_front(overrides: dict[str, object], message: str) -> None:
