@@ -15,10 +15,10 @@ import tempfile
 import time
 from typing import Any
 
+import gymnasium as gym
+
 from dqnkit.adapters import TrainConfig, config_for, evaluate, train
 from dqnkit.adapters.sweep import parse_seeds
-
-SOLVED = {"CartPole-v1": 475.0}
 
 
 def parse_value(field: dataclasses.Field[Any], text: str) -> Any:
@@ -72,7 +72,7 @@ def main() -> None:
         name, _, value = item.partition("=")
         overrides[name] = parse_value(fields[name], value)
     jobs = [(args.env, s, overrides, args.eval_episodes) for s in parse_seeds(args.seeds)]
-    threshold = SOLVED.get(args.env)
+    threshold = gym.spec(args.env).reward_threshold  # Gymnasium's solved level, if any
     print(f"{args.env} overrides={overrides} jobs={args.jobs}")
     print("| seed | steps | s to the early stop | train() s | 100-ep greedy mean ± std | solved |")
     print("|---:|---:|---:|---:|---:|:---:|", flush=True)

@@ -23,8 +23,9 @@ import random
 import statistics
 import tempfile
 import time
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 
 from dqnkit.adapters.sweep import parse_seeds
@@ -47,7 +48,7 @@ ZOO: dict[str, Any] = {
 # updates as the zoo's 128 every 256.
 CLEANRL_TRAIN_EVERY = 2
 EVAL_EPISODES = 20
-SOLVED = 475.0  # CartPole-v1's reward threshold
+SOLVED = cast(float, gym.spec("CartPole-v1").reward_threshold)  # 475.0, Gymnasium's solved level
 
 Job = tuple[int, int, int]  # steps, seed, torch threads (0: torch's default)
 
