@@ -61,6 +61,16 @@ class TrainConfig:
     learning_rate: float = field(
         default=1e-4, metadata=_doc("Adam learning rate (tutorial: 1e-4).")
     )
+    late_learning_rate: float | None = field(
+        default=None,
+        metadata=_doc(
+            "The learning rate of every update after --late-after steps (a lower one steadies a "
+            "late policy); none keeps --learning-rate throughout."
+        ),
+    )
+    late_after: int = field(
+        default=0, metadata=_doc("Steps after which --late-learning-rate applies.")
+    )
     buffer_size: int = field(
         default=100_000,
         metadata=_doc(
@@ -253,7 +263,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise CommandError(f"{flag(name)} must be positive, got {value}")
-        for name in ("learning_starts", "eval_every", "checkpoint_every", "max_grad_norm"):
+        for name in (
+            "learning_starts",
+            "eval_every",
+            "checkpoint_every",
+            "max_grad_norm",
+            "late_after",
+        ):
             if getattr(self, name) < 0:
                 raise CommandError(f"{flag(name)} must be non-negative, got {getattr(self, name)}")
         for name in (
@@ -271,6 +287,12 @@ class TrainConfig:
         for name in ("learning_rate", "huber_delta", "priority_eps"):
             if not getattr(self, name) > 0:
                 raise CommandError(f"{flag(name)} must be positive, got {getattr(self, name)}")
+        if self.late_learning_rate is None and self.late_after:
+            raise CommandError("--late-after applies only with --late-learning-rate")
+        if self.late_learning_rate is not None and not self.late_learning_rate > 0:
+            raise CommandError(
+                f"--late-learning-rate must be positive, got {self.late_learning_rate}"
+            )
         if not 0 <= self.seed <= MAX_SEED:
             raise CommandError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
         for name, kind in CHOICES.items():

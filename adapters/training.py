@@ -281,6 +281,10 @@ class _Parts:
         if not phases or state.step < config.learning_starts:
             return
         progress = state.step / config.total_steps
+        late = config.late_learning_rate  # the rate of the updates after late_after steps
+        self.learner.optimizer.lr = (
+            late if late is not None and before >= config.late_after else config.learning_rate
+        )
         for _ in range(phases * config.gradient_steps):
             sample = self.memory.sample(config.batch_size, self.generators["sample"], progress)
             update = self.learner.update(sample)

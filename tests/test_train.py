@@ -665,3 +665,25 @@ def test_metrics_follow_the_run_at_each_periodic_evaluation_between_checkpoints(
         assert rows == [row for row in final if int(row["step"]) <= previous], step
         assert rows
         assert int(rows[-1]["step"]) > previous - 500  # written at the last evaluation
+
+
+def test_a_late_learning_rate_is_a_resume_from_late_after_with_that_rate(tmp_path: Path) -> None:
+    """Every update after --late-after steps uses --late-learning-rate: the run ends
+    bit-identical to one trained at --learning-rate up to its step-1,000 checkpoint, then
+    resumed from it with the late rate written into its config.json."""
+    plain = short_config(tmp_path / "plain")
+    late_rate = plain.learning_rate / 10
+    late = short_config(tmp_path / "late", late_learning_rate=late_rate, late_after=1_000)
+    straight = train(late, quiet=True).run_dir
+    reference = train(plain, quiet=True).run_dir
+    assert weights_of(straight) != weights_of(reference)  # the late rate changed training
+
+    copy = rewind_to_first_checkpoint(reference, tmp_path / "copy")  # step 1,000
+    document = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**document, "learning_rate": late_rate}))
+    train(TrainConfig(env_id=""), resume=copy, quiet=True)
+    assert weights_of(copy) == weights_of(straight)
+
+    rewound = rewind_to_first_checkpoint(straight, tmp_path / "rewound")  # resumes stay exact
+    train(TrainConfig(env_id=""), resume=rewound, quiet=True)
+    assert weights_of(rewound) == weights_of(straight)
