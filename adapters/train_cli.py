@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ class _PresetHelp(argparse.Action):
 
 def _train_command(args: argparse.Namespace) -> int:
     overrides = {
-        f.name: getattr(args, f.name)
+        f.name: None if getattr(args, f.name) is NONE_GIVEN else getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
         if f.name != "env_id" and getattr(args, f.name) is not None
     }
@@ -228,13 +229,25 @@ def _option_type(annotation: Any) -> tuple[Any, list[str] | None]:
         return str, list(typing.get_args(annotation))
     if origin is tuple:
         return _int_list, None
-    if origin in (typing.Union, types.UnionType):  # float | None
+    if origin in (typing.Union, types.UnionType):  # float | None: "none" turns it off
         (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return inner, None
+        return _or_none(inner), None
     if isinstance(annotation, str):  # postponed annotations are not used here
         raise TypeError(f"unexpected string annotation {annotation!r}")
     # Literal aliases like EpsilonSchedule resolve through get_origin above.
     raise TypeError(f"no command-line type for {annotation!r}")
+
+
+# What "none" parses to: an option given as none (None itself means "not given").
+NONE_GIVEN = type("NoneGiven", (), {"__repr__": lambda self: "none"})()
+
+
+def _or_none(inner: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return NONE_GIVEN if text.strip().lower() == "none" else inner(text)
+
+    parse.__name__ = getattr(inner, "__name__", "value")  # argparse's "invalid float value"
+    return parse
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -121,6 +121,22 @@ def test_show_config_writes_a_file_that_config_reads_back(tmp_path: Path, capsys
     assert to_toml(expected) == out
 
 
+def test_none_on_the_command_line_unsets_a_presets_optional_value(
+    tmp_path: Path, capsys: Any
+) -> None:
+    code, out, err = run(capsys, "train", "CartPole-v1", "--pixels", "--eval-gate", "none",
+                         "--stop-return", "None", "--show-config")  # fmt: skip
+    assert code == 0, err
+    (tmp_path / "run.toml").write_text(out)
+    resolved = TrainConfig(**load_config_file(tmp_path / "run.toml"))
+    assert config_for("CartPole-v1", pixels=True).eval_gate == 100.0  # the preset sets both
+    assert resolved.eval_gate is None
+    assert resolved.stop_return is None
+    code, out, err = run(capsys, "train", "CartPole-v1", "--eval-gate", "nothing")
+    assert code == 2
+    assert "--eval-gate: invalid float value: 'nothing'" in err
+
+
 def test_the_options_override_the_file_which_overrides_the_preset(
     tmp_path: Path, capsys: Any
 ) -> None:
