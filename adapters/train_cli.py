@@ -178,7 +178,8 @@ def _report_training(result: Any) -> int:
         return 130
     assert result.evaluation is not None
     print(f"run directory: {result.run_dir}")
-    print(f"trained {result.steps} steps in {result.wall_seconds:.1f} s")
+    resumed = f" (from step {result.started_at}, resumed)" if result.started_at else ""
+    print(f"trained {result.steps} steps{resumed} in {result.wall_seconds:.1f} s")
     print(f"greedy evaluation: {format_result(result.evaluation)}")
     print(f"weights: {result.run_dir / rundir.POLICY_FILE}")
     print(f"returns plot: {result.run_dir / rundir.PLOT_FILE}")

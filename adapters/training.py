@@ -72,6 +72,7 @@ class TrainResult:
       solved_return: that evaluation's mean return, or None.
       solved_seconds: seconds into this process's part of the run when that evaluation ended
         (the clock of ``wall_seconds``), or None.
+      started_at: the step this process began from (0, or the resumed checkpoint's step).
     """
 
     run_dir: Path
@@ -82,6 +83,7 @@ class TrainResult:
     solved_at: int | None = None
     solved_return: float | None = None
     solved_seconds: float | None = None
+    started_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -423,7 +425,7 @@ class _Parts:
         solved = state.evaluations[-1].mean_return if state.solved_at is not None else None
         return TrainResult(self.run_dir, state.step, evaluation, self.clock.seconds(),
                            evaluation is None, state.solved_at, solved,
-                           self.solved_seconds)  # fmt: skip
+                           self.solved_seconds, self.clock.start_step)  # fmt: skip
 
 
 # --- the loop's small helpers ---------------------------------------------------------------

@@ -687,3 +687,17 @@ def test_a_late_learning_rate_is_a_resume_from_late_after_with_that_rate(tmp_pat
     rewound = rewind_to_first_checkpoint(straight, tmp_path / "rewound")  # resumes stay exact
     train(TrainConfig(env_id=""), resume=rewound, quiet=True)
     assert weights_of(rewound) == weights_of(straight)
+
+
+def test_a_resumed_run_says_which_step_its_time_counts_from(
+    reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = rewind_to_first_checkpoint(reference_run, tmp_path / "copy")  # step 1,000
+    capsys.readouterr()
+    assert main(["train", "--resume", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert f"trained {STEPS} steps (from step 1000, resumed) in " in out
+    fresh = ["train", "CartPole-v1", "--steps", "600", "--learning-starts", "100", "--out",
+             str(tmp_path / "fresh")]  # fmt: skip
+    assert main(fresh) == 0
+    assert "trained 600 steps in " in capsys.readouterr().out
