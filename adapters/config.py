@@ -69,7 +69,8 @@ class TrainConfig:
         ),
     )
     late_after: int = field(
-        default=0, metadata=_doc("Steps after which --late-learning-rate applies.")
+        default=0,
+        metadata=_doc("Steps after which --late-learning-rate applies (ignored without one)."),
     )
     buffer_size: int = field(
         default=100_000,
@@ -287,8 +288,6 @@ class TrainConfig:
         for name in ("learning_rate", "huber_delta", "priority_eps"):
             if not getattr(self, name) > 0:
                 raise CommandError(f"{flag(name)} must be positive, got {getattr(self, name)}")
-        if self.late_learning_rate is None and self.late_after:
-            raise CommandError("--late-after applies only with --late-learning-rate")
         if self.late_learning_rate is not None and not self.late_learning_rate > 0:
             raise CommandError(
                 f"--late-learning-rate must be positive, got {self.late_learning_rate}"
@@ -296,9 +295,10 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise CommandError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
         for name, kind in CHOICES.items():
-            value, options = getattr(self, name), [repr(o) for o in typing.get_args(kind)]
-            if value not in typing.get_args(kind):
-                either = " or ".join([", ".join(options[:-1]), options[-1]])
+            value, words = getattr(self, name), typing.get_args(kind)
+            if value not in words:
+                quoted = [repr(word) for word in words]
+                either = " or ".join([", ".join(quoted[:-1]), quoted[-1]])
                 raise CommandError(f"{flag(name)} must be {either}, got {value!r}")
         if self.cnn != "auto" and not (self.pixels or self.atari):
             raise CommandError("--cnn applies only to screens (--pixels or an ALE/ id)")

@@ -85,7 +85,6 @@ def test_overrides_beat_the_preset_and_unknown_envs_get_the_tutorial_defaults() 
         ({"pixels": True, "cnn": "resnet"}, "--cnn must be 'auto', 'tutorial' or 'nature'"),
         ({"pixels": True, "frame_mode": "sum"}, "--frame-mode must be 'difference' or 'stack'"),
         ({"epsilon_schedule": "cosine"}, "--epsilon-schedule must be 'linear' or 'exponential'"),
-        ({"late_after": 5}, "--late-after applies only with --late-learning-rate"),
         ({"late_learning_rate": 0.0}, "--late-learning-rate must be positive"),
         ({"late_learning_rate": 1e-5, "late_after": -1}, "--late-after must be non-negative"),
     ],

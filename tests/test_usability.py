@@ -132,6 +132,11 @@ def test_none_on_the_command_line_unsets_a_presets_optional_value(
     assert config_for("CartPole-v1", pixels=True).eval_gate == 100.0  # the preset sets both
     assert resolved.eval_gate is None
     assert resolved.stop_return is None
+    code, out, err = run(capsys, "train", "CartPole-v1", "--pixels", "--late-learning-rate",
+                         "none", "--show-config")  # fmt: skip
+    assert code == 0, err  # the preset's late_after stays, unused: session 7's preset
+    (tmp_path / "session7.toml").write_text(out)
+    assert TrainConfig(**load_config_file(tmp_path / "session7.toml")).late_learning_rate is None
     code, out, err = run(capsys, "train", "CartPole-v1", "--eval-gate", "nothing")
     assert code == 2
     assert "--eval-gate: invalid float value: 'nothing'" in err
