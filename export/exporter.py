@@ -27,7 +27,9 @@ from dqnkit.export.weights import PolicySpec, load_weights
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ExportResult", "export_policy", "export_weights"]
 
 DEFAULT_ATOL = 1e-4
-DEFAULT_RTOL = 1e-5
+# float32 itself is ~2e-5 relative from float64 on a trained pixel policy (Q near 100), and
+# ONNX Runtime rounds differently from torch: 1e-5 refused correct exports (tests/test_pixels).
+DEFAULT_RTOL = 1e-4
 DEFAULT_BATCH_SIZES = (1, 7, 256)
 
 
