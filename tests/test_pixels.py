@@ -15,6 +15,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from dqnkit.adapters import CommandError, config_for, experience, train
+from dqnkit.adapters.deploy_cli import collect_observations
+from dqnkit.adapters.evaluation import greedy_act
 from dqnkit.adapters.pixels import (
     NO_MOTION,
     PixelObservation,
@@ -370,26 +372,18 @@ TRAINED = Path(__file__).parent / "data" / "pixel_difference_seed1.safetensors"
 
 
 def test_a_trained_pixel_policy_passes_the_default_export_tolerance(tmp_path: Path) -> None:
-    """A real policy (the pixel preset, difference input, seed 1, session 8; Q near 100) on its
-    own episode's frames: float32 torch is up to 0.0022 from float64 there and ONNX Runtime
-    0.0026, so the two differ by 0.0048, more than 1e-4 + 1e-5 * |q| allows. The default
-    tolerance passes it; the old 1e-5 relative one refuses a correct export."""
+    """A real policy (the pixel preset, difference input, seed 1, session 8; Q near 100) on the
+    episodes ``dqnkit export`` plays by default: float32 torch is up to 0.0022 from float64
+    there and ONNX Runtime 0.0026, so the two differ by 0.0048, more than 1e-4 + 1e-5 * |q|
+    allows. The default tolerance passes it; the old 1e-5 relative one refuses a correct
+    export."""
     network, spec = load_weights(TRAINED)
     assert spec.preprocessing is not None
     env = make_pixel_env("CartPole-v1", spec.preprocessing)
-    try:
-        obs, _ = env.reset(seed=5)
-        frames = [obs]
-        for _ in range(150):
-            with torch.no_grad():
-                action = int(network(torch.as_tensor(obs)[None]).argmax())
-            obs, _, terminated, truncated, _ = env.step(action)
-            frames.append(obs)
-            if terminated or truncated:
-                break
+    try:  # the export command's defaults: 3 epsilon-greedy episodes from seed 0
+        observations = collect_observations(env, greedy_act(network), episodes=3, seed=0)
     finally:
         env.close()
-    observations = np.stack(frames)
     result = export_policy(network, spec, tmp_path / "export", formats=("onnx",),
                            observations=observations, n_sampled=16)  # fmt: skip
     assert result.files["onnx"].is_file()

@@ -18,6 +18,7 @@ import torch
 
 from dqnkit.core import ConvQNetwork, QNetwork
 from dqnkit.export import PolicySpec, export_policy, export_weights
+from dqnkit.export.exporter import DEFAULT_ATOL, DEFAULT_RTOL
 from dqnkit.export.runtime import Policy
 from dqnkit.export.web import ASSETS, MANIFEST, ORT_FILES, export_web, find_onnxruntime_web
 from dqnkit.export.web import main as web_main
@@ -41,7 +42,7 @@ PAGE_FILES = [
     "worker.js",
 ]
 # The export's tolerance (README, "Export and deploy"): |dq| <= atol + rtol * |q|.
-ATOL, RTOL = 1e-4, 1e-4
+ATOL, RTOL = DEFAULT_ATOL, DEFAULT_RTOL
 STATE_TOL = 1e-5
 
 
