@@ -25,6 +25,12 @@ CHOICES: dict[str, Any] = {
 }
 
 
+def one_of(kind: Any) -> str:
+    """A Literal's words for a message: ``'auto', 'tutorial' or 'nature'``."""
+    quoted = [repr(word) for word in typing.get_args(kind)]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]])
+
+
 # Command-line options named differently from their TrainConfig field.
 FLAG_NAMES = {"total_steps": "steps"}
 
@@ -285,21 +291,16 @@ class TrainConfig:
                 raise CommandError(f"{flag(name)} must be in [0, 1], got {getattr(self, name)}")
         if self.tau == 0.0:
             raise CommandError("--tau must be positive: 0 would never update the target network")
-        for name in ("learning_rate", "huber_delta", "priority_eps"):
-            if not getattr(self, name) > 0:
-                raise CommandError(f"{flag(name)} must be positive, got {getattr(self, name)}")
-        if self.late_learning_rate is not None and not self.late_learning_rate > 0:
-            raise CommandError(
-                f"--late-learning-rate must be positive, got {self.late_learning_rate}"
-            )
+        for name in ("learning_rate", "late_learning_rate", "huber_delta", "priority_eps"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:  # late_learning_rate may be unset
+                raise CommandError(f"{flag(name)} must be positive, got {value}")
         if not 0 <= self.seed <= MAX_SEED:
             raise CommandError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
         for name, kind in CHOICES.items():
-            value, words = getattr(self, name), typing.get_args(kind)
-            if value not in words:
-                quoted = [repr(word) for word in words]
-                either = " or ".join([", ".join(quoted[:-1]), quoted[-1]])
-                raise CommandError(f"{flag(name)} must be {either}, got {value!r}")
+            value = getattr(self, name)
+            if value not in typing.get_args(kind):
+                raise CommandError(f"{flag(name)} must be {one_of(kind)}, got {value!r}")
         if self.cnn != "auto" and not (self.pixels or self.atari):
             raise CommandError("--cnn applies only to screens (--pixels or an ALE/ id)")
         if not self.hidden or any(w <= 0 for w in self.hidden):

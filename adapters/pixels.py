@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from dqnkit.adapters.config import MAX_FRAME_SKIP, FrameMode
+from dqnkit.adapters.config import MAX_FRAME_SKIP, FrameMode, one_of
 from dqnkit.adapters.envs import gym_make
 from dqnkit.adapters.errors import CommandError
 
@@ -180,7 +180,7 @@ def describe(
       :class:`PixelSpec` as a dict: kind, frame mode, frames, crop, view width, output C/H/W...
     """
     if frame_mode not in typing.get_args(FrameMode):
-        raise CommandError(f"--frame-mode must be 'difference' or 'stack', got {frame_mode!r}")
+        raise CommandError(f"--frame-mode must be {one_of(FrameMode)}, got {frame_mode!r}")
     if frame_mode == "stack" and not 1 <= frames <= 16:
         raise CommandError(f"--frames must be in [1, 16] with --frame-mode stack, got {frames}")
     if not 1 <= frame_skip <= MAX_FRAME_SKIP:
